@@ -1,0 +1,118 @@
+"""Typed columns: turn a batch of raw values (from JSON, CSV or Parquet) into numpy arrays.
+
+Every summary is updated from one of these columns, never from single records. A column keeps
+the batch's row alignment (one slot per record) so that per-record rules (edge records) can
+combine several features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+_NUMBER_TYPES = frozenset({int, float})
+_NUMBER_OR_NULL = frozenset({int, float, type(None)})
+_STR_OR_NULL = frozenset({str, type(None)})
+
+
+@dataclass(frozen=True, slots=True)
+class NumericColumn:
+    """`values` holds NaN where the record had a null or a value of another type."""
+
+    values: np.ndarray  # float64, one per record
+    null: np.ndarray  # bool: null or missing
+    mismatch: np.ndarray  # bool: present but not a number (a string in a numeric feature)
+
+    @property
+    def size(self) -> int:
+        return int(self.values.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class LabelColumn:
+    """Categorical or text values as Python strings; None where null, missing or mismatched."""
+
+    values: list[str | None]
+    null: np.ndarray
+    mismatch: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+
+def numeric_column(raw: Sequence[Any] | np.ndarray) -> NumericColumn:
+    """Numbers (ints, floats, NaN, inf) are values; None is null; anything else is a mismatch.
+
+    >>> c = numeric_column([1, None, "x", 2.5, float("inf")])
+    >>> c.values[[0, 3, 4]].tolist(), c.null.tolist(), c.mismatch.tolist()
+    ([1.0, 2.5, inf], [False, True, False, False, False], [False, False, True, False, False])
+    """
+    if isinstance(raw, NumericColumn):
+        return raw
+    if isinstance(raw, np.ndarray) and raw.dtype.kind in "fiu":
+        values = raw.astype(np.float64, copy=False)
+        n = values.shape[0]
+        return NumericColumn(values, np.zeros(n, bool), np.zeros(n, bool))
+    seq = raw if isinstance(raw, list) else list(raw)
+    n = len(seq)
+    types = set(map(type, seq))
+    if types <= _NUMBER_TYPES:
+        return NumericColumn(np.array(seq, dtype=np.float64), np.zeros(n, bool), np.zeros(n, bool))
+    if types <= _NUMBER_OR_NULL and float not in types:
+        values = np.array(seq, dtype=np.float64)  # None becomes NaN; ints cannot be NaN
+        return NumericColumn(values, np.isnan(values), np.zeros(n, bool))
+    # Slow path, only for batches that hold nulls among floats or values of the wrong type.
+    values = np.full(n, np.nan)
+    null = np.zeros(n, bool)
+    mismatch = np.zeros(n, bool)
+    for i, v in enumerate(seq):
+        if v is None:
+            null[i] = True
+        elif type(v) in _NUMBER_TYPES:
+            values[i] = v
+        elif isinstance(v, np.floating | np.integer):
+            values[i] = float(v)
+        else:
+            mismatch[i] = True
+    return NumericColumn(values, null, mismatch)
+
+
+def label_column(raw: Sequence[Any], *, numbers_as_labels: bool = True) -> LabelColumn:
+    """Strings are values; None is null. For categorical features ints and bools are labels too
+    (`3` -> "3", `True` -> "true"); objects, lists and floats are mismatches.
+
+    >>> c = label_column(["CA", None, 3, True, {"a": 1}])
+    >>> c.values, c.null.tolist(), c.mismatch.tolist()
+    (['CA', None, '3', 'true', None], [False, True, False, False, False], [False, False, False, False, True])
+    """
+    if isinstance(raw, NumericColumn):  # numbers read from CSV/Parquet used as labels
+        raw = [None if null else v for v, null in zip(raw.values.tolist(), raw.null.tolist(), strict=True)]
+    seq = raw if isinstance(raw, list) else list(raw)
+    n = len(seq)
+    types = set(map(type, seq))
+    if types <= {str}:
+        return LabelColumn(seq, np.zeros(n, bool), np.zeros(n, bool))
+    if types <= _STR_OR_NULL:
+        null = np.fromiter((v is None for v in seq), dtype=bool, count=n)
+        return LabelColumn(seq, null, np.zeros(n, bool))
+    values: list[str | None] = [None] * n
+    null = np.zeros(n, bool)
+    mismatch = np.zeros(n, bool)
+    for i, v in enumerate(seq):
+        if v is None:
+            null[i] = True
+        elif isinstance(v, str):
+            values[i] = v
+        elif numbers_as_labels and isinstance(v, bool):
+            values[i] = "true" if v else "false"
+        elif numbers_as_labels and isinstance(v, int | np.integer):
+            values[i] = str(int(v))
+        elif numbers_as_labels and isinstance(v, float | np.floating) and float(v).is_integer():
+            values[i] = str(int(v))  # a CSV column of integer codes read as floats
+        else:
+            mismatch[i] = True
+    return LabelColumn(values, null, mismatch)

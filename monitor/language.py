@@ -1,0 +1,35 @@
+"""Offline language identification of sampled texts (py3langid: its model ships in the wheel,
+nothing is downloaded at run time). Measured here at about 3,500 texts/s on one core, so the
+engine only classifies the bounded per-window sample of each text feature.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+UNDETERMINED = "und"
+
+
+@cache
+def _identifier() -> Any:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=False)
+
+
+def detect(text: str) -> str:
+    """ISO 639-1 code of the text's language, `und` for text with no letters.
+
+    >>> detect("the quick brown fox jumps over the lazy dog"), detect("1234 !!")
+    ('en', 'und')
+    """
+    if not any(ch.isalpha() for ch in text[:200]):
+        return UNDETERMINED
+    return str(_identifier().classify(text)[0])
+
+
+def language_counts(texts: Iterable[str]) -> Counter[str]:
+    return Counter(map(detect, texts))

@@ -1,0 +1,67 @@
+"""A directory of profiles, looked up by model and version, reloaded when files change."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from monitor.errors import ProfileError, UsageError
+from monitor.profile import Profile
+
+log = logging.getLogger(__name__)
+
+
+class ProfileStore:
+    """Every `*.json` profile under `directory`; `refresh()` picks up new, changed and removed
+    files (a file that fails to load is logged and skipped, the others still serve)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise UsageError(f"profiles directory not found ({self.directory})")
+        self._files: dict[Path, tuple[float, int]] = {}
+        self._by_file: dict[Path, Profile] = {}
+        self._by_key: dict[tuple[str, str], Profile] = {}
+        self.errors: dict[Path, str] = {}
+        self.refresh()
+
+    def refresh(self) -> list[Profile]:
+        """Reload what changed; return the profiles that are new or changed."""
+        changed: list[Profile] = []
+        seen: set[Path] = set()
+        for path in sorted(self.directory.glob("*.json")):
+            seen.add(path)
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            stamp = (st.st_mtime, st.st_size)
+            if self._files.get(path) == stamp:
+                continue
+            self._files[path] = stamp
+            try:
+                profile = Profile.load(path)
+            except ProfileError as exc:
+                if self.errors.get(path) != str(exc):
+                    log.error("skipping profile: %s", exc)
+                self.errors[path] = str(exc)
+                self._by_file.pop(path, None)
+                continue
+            self.errors.pop(path, None)
+            self._by_file[path] = profile
+            changed.append(profile)
+        for path in set(self._files) - seen:
+            del self._files[path]
+            self._by_file.pop(path, None)
+            self.errors.pop(path, None)
+        self._by_key = {(p.model, p.version): p for _, p in sorted(self._by_file.items())}
+        return changed
+
+    def get(self, model: str, version: str) -> Profile | None:
+        return self._by_key.get((model, version))
+
+    def __call__(self, model: str, version: str) -> Profile | None:
+        return self.get(model, version)
+
+    def __len__(self) -> int:
+        return len(self._by_key)

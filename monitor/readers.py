@@ -1,0 +1,177 @@
+"""Read training or log data in chunks: CSV, Parquet or JSONL, each into dicts of columns.
+
+A chunk maps feature name -> raw values (a Python list, or a numpy array for numeric Arrow
+columns). Prediction outputs are renamed to `prediction` (one output) or `prediction.<name>`.
+Files are streamed, so memory stays bounded whatever their size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor.columns import NumericColumn
+from monitor.errors import InputError
+from monitor.records import RecordGroup, parse_messages
+from monitor.schema import PREDICTION
+
+Chunk = dict[str, Any]
+CHUNK_ROWS = 65_536
+FORMATS = ("csv", "parquet", "jsonl")
+
+
+def detect_format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    name = suffixes[-1] if suffixes else ""
+    if name in (".gz", ".bz2", ".zst") and len(suffixes) > 1:
+        name = suffixes[-2]
+    fmt = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
+           ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}.get(name)
+    if fmt is None:
+        raise InputError(f"unknown data format {path.suffix or '(no extension)'!r} for {path}: "
+                         f"use .csv, .parquet or .jsonl")
+    return fmt
+
+
+def check_readable(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"file not found ({p})")
+    if p.is_dir():
+        raise InputError(f"expected a file, got a directory ({p})")
+    if p.stat().st_size == 0:
+        raise InputError(f"file is empty ({p})")
+    return p
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_chunks(path: str | Path, *, predictions: tuple[str, ...] = (),
+                chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+    """Chunks of columns from a CSV, Parquet or JSONL file. For CSV and Parquet, every column is a
+    feature except `predictions`, which are the model's outputs."""
+    p = check_readable(path)
+    fmt = detect_format(p)
+    if fmt == "jsonl":
+        yield from _jsonl_chunks(p, chunk_rows)
+        return
+    rename = _prediction_names(predictions)
+    for table in (_csv_batches(p, chunk_rows) if fmt == "csv" else _parquet_batches(p, chunk_rows)):
+        missing = [c for c in predictions if c not in table.column_names]
+        if missing:
+            raise InputError(f"prediction column not found in {p.name}: {missing[0]!r}")
+        yield {rename.get(name, name): _arrow_values(table.column(name))
+               for name in table.column_names}
+
+
+def _prediction_names(columns: tuple[str, ...]) -> dict[str, str]:
+    if len(columns) == 1:
+        return {columns[0]: PREDICTION}
+    return {c: f"{PREDICTION}.{c}" for c in columns}
+
+
+def _arrow_values(column: Any) -> Any:
+    """Numeric Arrow columns become a `NumericColumn` (nulls kept apart from NaN); others lists."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        try:  # CSV columns arrive as strings: numeric when every non-null value parses
+            column = pc.cast(column, pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return column.to_pylist()
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        null = column.is_null().to_numpy(zero_copy_only=False)
+        return NumericColumn(np.where(null, np.nan, values), null, np.zeros(len(values), bool))
+    if pa.types.is_dictionary(column.type):
+        column = pc.cast(column, column.type.value_type)
+    return column.to_pylist()
+
+
+def _csv_batches(path: Path, chunk_rows: int) -> Iterator[Any]:
+    """All CSV columns are read as strings (a later block can never contradict a type inferred
+    from the first), then converted per chunk by `_arrow_values`."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        with path.open("rb") as fh:
+            header = fh.readline().decode("utf-8").rstrip("\r\n").split(delimiter)
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=max(1 << 20, chunk_rows * 64)),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c.strip('"'): pa.string() for c in header},
+                strings_can_be_null=True),
+        )
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
+    except UnicodeDecodeError:
+        raise InputError(f"CSV {path.name} is not valid UTF-8") from None
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"cannot read CSV {path.name}: {str(exc).splitlines()[0]}") from None
+
+
+def _parquet_batches(path: Path, chunk_rows: int) -> Iterator[Any]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"cannot read Parquet {path.name}: {str(exc).splitlines()[0]}") from None
+    for batch in pf.iter_batches(batch_size=chunk_rows):
+        yield pa.Table.from_batches([batch])
+
+
+def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[Chunk]:
+    """Prediction-log records from JSONL, as columns. Invalid lines are skipped and counted;
+    a file with no valid record is an error."""
+    valid = 0
+    first_error: str | None = None
+    lines: list[bytes] = []
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                lines.append(line)
+            if len(lines) >= chunk_rows:
+                chunk, n, err = _jsonl_chunk(lines)
+                valid, first_error = valid + n, first_error or err
+                lines = []
+                if n:
+                    yield chunk
+        if lines:
+            chunk, n, err = _jsonl_chunk(lines)
+            valid, first_error = valid + n, first_error or err
+            if n:
+                yield chunk
+    if valid == 0:
+        raise InputError(f"no valid prediction-log record in {path.name}"
+                         + (f": {first_error}" if first_error else ""))
+
+
+def _jsonl_chunk(lines: list[bytes]) -> tuple[Chunk, int, str | None]:
+    batch = parse_messages(lines)
+    merged = RecordGroup("", "")
+    for group in batch.groups.values():
+        merged.ts.extend(group.ts)
+        merged.features.extend(group.features)
+        merged.predictions.extend(group.predictions)
+    chunk = {name: merged.column(name) for name in sorted(merged.feature_names())}
+    error = batch.invalid[0].reason if batch.invalid else None
+    return chunk, len(merged), error

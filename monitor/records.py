@@ -1,0 +1,192 @@
+"""Prediction-log records: decode a batch of Kafka messages (or JSONL lines) and group the valid
+records by model and version; every invalid one comes back with its reason and original bytes.
+
+A record (DESIGN.md):
+    {"model": "churn", "version": "3", "ts": "2026-11-26T12:00:00.250Z", "id": "req-8812",
+     "features": {"age": 41, "state": "CA"}, "prediction": 0.83}
+One message holds one record or a JSON array of records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+
+from monitor.schema import PREDICTION
+
+ModelKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidRecord:
+    reason: str
+    raw: bytes
+    model: str | None = None  # when it could be read, so that the model's counters can say it
+
+
+@dataclass(slots=True)
+class RecordGroup:
+    """Valid records of one model and version, in arrival order, as parallel lists."""
+
+    model: str
+    version: str
+    ts: list[float] = field(default_factory=list)
+    features: list[dict[str, Any]] = field(default_factory=list)
+    predictions: list[Any] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def ts_array(self) -> np.ndarray:
+        return np.asarray(self.ts, dtype=np.float64)
+
+    def take(self, index: np.ndarray) -> RecordGroup:
+        """The records at `index` (a sorted array of positions), as a new group."""
+        if len(index) == len(self.ts):
+            return self
+        return RecordGroup(self.model, self.version, [self.ts[i] for i in index],
+                           [self.features[i] for i in index],
+                           [self.predictions[i] for i in index])
+
+    def column(self, name: str) -> list[Any]:
+        """The raw values of one feature, one per record (None where missing)."""
+        if name == PREDICTION:
+            return self.predictions
+        if name.startswith(PREDICTION + "."):
+            key = name[len(PREDICTION) + 1:]
+            return [p.get(key) if type(p) is dict else None for p in self.predictions]
+        return [f.get(name) for f in self.features]
+
+    def feature_names(self) -> set[str]:
+        """Every feature name present in at least one record, outputs as `prediction[.key]`."""
+        names: set[str] = set().union(*self.features)
+        kinds = set(map(type, self.predictions))
+        if dict in kinds:
+            for p in self.predictions:
+                if type(p) is dict:
+                    names.update(f"{PREDICTION}.{k}" for k in p)
+        if kinds - {dict, type(None)}:
+            names.add(PREDICTION)
+        return names
+
+
+@dataclass(slots=True)
+class ParsedBatch:
+    groups: dict[ModelKey, RecordGroup] = field(default_factory=dict)
+    invalid: list[InvalidRecord] = field(default_factory=list)
+
+    @property
+    def valid_count(self) -> int:
+        return sum(len(g) for g in self.groups.values())
+
+
+def parse_ts(value: Any) -> float:
+    """Epoch seconds from a number (epoch seconds) or an ISO 8601 string (UTC when naive).
+
+    >>> parse_ts(1764158400), parse_ts("2025-11-26T12:00:00Z"), parse_ts("2025-11-26T12:00:00.5+00:00")
+    (1764158400.0, 1764158400.0, 1764158400.5)
+    """
+    if type(value) in (int, float):
+        ts = float(value)
+        if not math.isfinite(ts):
+            raise ValueError(f"ts is not finite: {value!r}")
+        return ts
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            try:
+                return parse_ts(float(value))
+            except ValueError:
+                raise ValueError(f"ts is neither ISO 8601 nor epoch seconds: {value[:64]!r}") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    raise ValueError(f"ts must be a string or a number, got {type(value).__name__}")
+
+
+def _decode(message: bytes) -> Any:
+    try:
+        return orjson.loads(message)
+    except orjson.JSONDecodeError as fast_error:
+        # The stdlib accepts NaN and Infinity, which Python's json.dumps writes by default.
+        try:
+            return json.loads(message)
+        except UnicodeDecodeError:
+            raise ValueError("message is not valid UTF-8") from None
+        except (json.JSONDecodeError, RecursionError):
+            raise ValueError(f"not valid JSON: {fast_error}") from None
+
+
+def _check_record(obj: Any) -> tuple[str, str, float, dict[str, Any], Any]:
+    """The parts of a valid record, or ValueError with the reason."""
+    if type(obj) is not dict:
+        raise ValueError(f"record is not a JSON object but {type(obj).__name__}")
+    model = obj.get("model")
+    if not isinstance(model, str) or not model:
+        raise ValueError("missing or empty 'model' (a string)" if model in (None, "")
+                         else f"'model' must be a string, got {type(model).__name__}")
+    version = obj.get("version")
+    if isinstance(version, int | float) and not isinstance(version, bool):
+        version = str(version)
+    elif not isinstance(version, str) or not version:
+        raise ValueError("missing or empty 'version' (a string or number)")
+    if "ts" not in obj:
+        raise ValueError("missing 'ts'")
+    ts = parse_ts(obj["ts"])
+    features = obj.get("features", {})
+    if type(features) is not dict:
+        raise ValueError(f"'features' must be an object, got {type(features).__name__}")
+    prediction = obj.get("prediction")
+    if type(prediction) in (list,):
+        raise ValueError("'prediction' must be a number, a string or an object, not a list")
+    return model, version, ts, features, prediction
+
+
+def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
+    """Decode and validate a batch of messages; never raises on bad input.
+
+    >>> b = parse_messages([b'{"model":"m","version":1,"ts":0,"features":{"x":1}}', b'{"oops'])
+    >>> len(b.groups[("m", "1")]), b.invalid[0].reason.split(":")[0]
+    (1, 'not valid JSON')
+    """
+    batch = ParsedBatch()
+    groups = batch.groups
+    for message in messages:
+        try:
+            obj = _decode(message)
+        except ValueError as exc:
+            batch.invalid.append(InvalidRecord(str(exc), bytes(message)))
+            continue
+        items = obj if type(obj) is list else (obj,)
+        for item in items:
+            try:
+                model, version, ts, features, prediction = _check_record(item)
+            except ValueError as exc:
+                raw = _encode_item(item) if items is obj else bytes(message)
+                name = item.get("model") if type(item) is dict else None
+                name = name if isinstance(name, str) else None
+                batch.invalid.append(InvalidRecord(str(exc), bytes(raw), name))
+                continue
+            group = groups.get((model, version))
+            if group is None:
+                group = groups[(model, version)] = RecordGroup(model, version)
+            group.ts.append(ts)
+            group.features.append(features)
+            group.predictions.append(prediction)
+    return batch
+
+
+def _encode_item(item: Any) -> bytes:
+    """One element of an array message, re-encoded on its own for the dead-letter topic."""
+    try:
+        return orjson.dumps(item)
+    except (TypeError, orjson.JSONEncodeError):  # NaN/inf that came through the stdlib
+        return json.dumps(item).encode()

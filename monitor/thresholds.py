@@ -1,0 +1,130 @@
+"""Threshold calibration: the null distribution of each check, by resampling training windows.
+
+For every feature, `windows` windows of the expected size are drawn with replacement from a
+uniform sample of the training rows and compared with the profile, exactly as live windows are.
+A gamma distribution fitted (by moments) to each check's values gives the threshold exceeded with
+probability alpha: the feature's false-alarm budget split over its checks. The fitted tail is used
+rather than the empirical quantile because a few hundred windows cannot show a 1-in-10,000 tail.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from monitor.checks import CALIBRATED, LOWER_IS_WORSE, check_alpha
+from monitor.compare import feature_metrics
+from monitor.metrics import oov_baseline, text_metrics
+from monitor.profile import Profile
+from monitor.schema import Kind
+from monitor.summaries import TextSummary
+from monitor.window import WindowSummary
+
+OTHER_TOKEN = "\x00other"  # key for out-of-vocabulary tokens in a resampled token count
+
+
+@dataclass
+class TextSample:
+    """A training text feature's sample, analysed once: language and token counts per text."""
+
+    languages: list[str]
+    tokens: list[Counter[str]]
+
+
+def fit_threshold(values: np.ndarray, alpha: float, *, baseline: float | None = None) -> float:
+    """The (1 - alpha) quantile of a gamma fitted to `values` by moments; never below the
+    largest value seen. With `baseline`, a normal fit of values around it (for rates).
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.chisquare(9, 4000) / 1000
+    >>> t = fit_threshold(x, 1e-3)
+    >>> bool(abs(t - stats.chi2.ppf(1 - 1e-3, 9) / 1000) < 0.004)
+    True
+    """
+    values = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if values.size == 0:
+        return float("inf")
+    top = float(values.max())
+    mean = float(values.mean())
+    var = float(values.var(ddof=1)) if values.size > 1 else 0.0
+    if baseline is not None:
+        return max(top, mean + stats.norm.ppf(1 - alpha) * math.sqrt(var))
+    if mean <= 0 or var <= 0:
+        return top if top > 0 else 1e-12
+    shape, scale = mean * mean / var, var / mean
+    return max(top, float(stats.gamma.ppf(1 - alpha, shape, scale=scale)))
+
+
+def calibrate(profile: Profile, sample: dict[str, Any], rows: int,
+              text_samples: dict[str, TextSample], *, windows: int = 200,
+              seed: int = 0) -> dict[str, dict[str, float]]:
+    """Thresholds per feature and check, at `profile.window_size` records per window."""
+    rng = np.random.default_rng(seed)
+    size = profile.window_size
+    values: dict[str, dict[str, list[float]]] = {
+        name: {check: [] for check in CALIBRATED[f.kind]} for name, f in profile.features.items()}
+    for _ in range(windows):
+        index = rng.integers(0, rows, size)
+        window = WindowSummary(profile)
+        window.update_columns({name: _take(col, index) for name, col in sample.items()}, size)
+        for name, feature in profile.features.items():
+            summary = window.features[name]
+            if feature.kind is Kind.TEXT:
+                assert isinstance(summary, TextSummary)
+                langs, tokens = _resample_text(text_samples[name], summary.sample_size, size, rng)
+                metrics = text_metrics(feature, summary, langs, tokens)
+            else:
+                metrics = feature_metrics(feature, summary)
+            for check in values[name]:
+                value = metrics.get(check)
+                if value is not None:
+                    values[name][check].append(float(value))
+    thresholds: dict[str, dict[str, float]] = {}
+    for name, feature in profile.features.items():
+        alpha = check_alpha(feature.kind, profile.false_alarm_rate)
+        out: dict[str, float] = {}
+        for check, seen in values[name].items():
+            if not seen:
+                continue
+            if check in LOWER_IS_WORSE:
+                logs = -np.log10(np.maximum(np.asarray(seen), 1e-300))
+                # p-values are uniform under no drift: never looser than alpha itself.
+                out[check] = min(alpha, float(10 ** -fit_threshold(logs, alpha)))
+            elif check == "oov_rate":
+                out[check] = fit_threshold(np.asarray(seen), alpha, baseline=oov_baseline(feature))
+            else:
+                out[check] = fit_threshold(np.asarray(seen), alpha)
+        thresholds[name] = {k: _round(v) for k, v in out.items()}
+    return thresholds
+
+
+def _round(x: float) -> float:
+    """Thresholds to 6 significant digits: stable JSON, no false precision."""
+    return float(f"{x:.6g}") if math.isfinite(x) else x
+
+
+def _take(column: Any, index: np.ndarray) -> Any:
+    from monitor.columns import NumericColumn
+
+    if isinstance(column, NumericColumn):
+        return NumericColumn(column.values[index], column.null[index], column.mismatch[index])
+    return column[index].tolist()
+
+
+def _resample_text(sample: TextSample, sample_size: int, window_size: int,
+                   rng: np.random.Generator) -> tuple[Counter[str], Counter[str]]:
+    """Language and token counts of a resampled window's text sample."""
+    n = len(sample.languages)
+    if n == 0:
+        return Counter(), Counter()
+    picks = rng.integers(0, n, min(sample_size, window_size))
+    langs = Counter(sample.languages[i] for i in picks)
+    tokens: Counter[str] = Counter()
+    for i in picks:
+        tokens.update(sample.tokens[i])
+    return langs, tokens
