@@ -1,0 +1,71 @@
+"""Human-readable renderings of window reports and alerts (for `check`, `replay`, `alerts tail`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from monitor.compare import WindowReport
+
+_COLUMNS = {
+    "numeric": ("null_rate", "out_of_range_rate", "mean", "mean_shift", "psi", "js", "ks",
+                "wasserstein"),
+    "categorical": ("null_rate", "novelty_rate", "psi", "js", "chi2_p"),
+    "text": ("null_rate", "length_mean", "length_psi", "language_tvd", "oov_rate", "vocab_js"),
+}
+
+
+def jsonable(value: Any) -> Any:
+    """A copy safe for strict JSON: NaN and infinities become None, numpy scalars Python ones."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_table(report: WindowReport) -> str:
+    lines = [f"model {report.model} version {report.version}  profile {report.profile_id}  "
+             f"records {report.records}  edge_record_rate {report.edge_record_rate:.2%}"]
+    for kind, metrics in _COLUMNS.items():
+        rows = [r for r in report.features.values() if str(r.kind) == kind]
+        if not rows:
+            continue
+        header = ["feature", "severity", *metrics]
+        table = [header] + [[r.name, str(r.severity), *(_fmt(r.metrics.get(m)) for m in metrics)]
+                            for r in sorted(rows, key=lambda r: r.name)]
+        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+        lines.append("")
+        lines.append(f"{kind} features")
+        for row in table:
+            lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    findings = sorted(report.findings, key=lambda f: (-f.severity, f.feature, f.check))
+    lines.append("")
+    lines.append(f"findings: {len(findings)}" if findings else "findings: none")
+    for f in findings:
+        lines.append(f"  {str(f.severity).upper():8} {f.message}")
+    return "\n".join(lines)
+
+
+def format_alert(alert: dict[str, Any]) -> str:
+    """One line for a terminal: time, status, severity, what, value vs threshold."""
+    status = alert.get("status", "?").upper()
+    severity = str(alert.get("severity", "")).upper()
+    where = f"{alert.get('model')} v{alert.get('version')}"
+    what = alert.get("feature") or "model"
+    value, threshold = alert.get("value"), alert.get("threshold")
+    numbers = f" value={_fmt(value)} threshold={_fmt(threshold)}" if value is not None else ""
+    return (f"{alert.get('window_end', '')}  {status:8} {severity:8} {where}  {what}/"
+            f"{alert.get('check')}{numbers}\n    {alert.get('message', '')}")

@@ -1,0 +1,38 @@
+"""Shared fixtures: small synthetic training data and profiles built from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.profile import Profile
+from monitor.profile_build import BuildOptions, build_profile
+from monitor.synthetic import training_table, write_csv
+
+
+@pytest.fixture(scope="session")
+def training_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "train.csv"
+    write_csv(str(path), training_table(6000, seed=3))
+    return path
+
+
+@pytest.fixture(scope="session")
+def profile(training_csv: Path) -> Profile:
+    return build_profile(training_csv, BuildOptions(
+        model="churn", version="3", predictions=("prediction",), window_size=500,
+        calibration_windows=60, sample_rows=6000))
+
+
+@pytest.fixture(scope="session")
+def profiles_dir(profile: Profile, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("profiles")
+    profile.save(d / "churn-3.json")
+    return d
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
