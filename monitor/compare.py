@@ -23,7 +23,7 @@ from monitor.checks import (
 )
 from monitor.language import language_counts
 from monitor.metrics import categorical_metrics, numeric_metrics, oov_baseline, text_metrics
-from monitor.profile import FeatureProfile, Profile
+from monitor.profile import TEXT_PROFILE_SAMPLE, FeatureProfile, Profile
 from monitor.schema import Kind
 from monitor.summaries import CategoricalSummary, NumericSummary, Summary, TextSummary
 from monitor.window import WindowSummary
@@ -216,10 +216,12 @@ def _training_rate(profile: Profile, feature: FeatureProfile, check: str) -> flo
     if check == "out_of_range_rate":
         # A new value falls outside the min and max of N training values with chance 2/(N+1).
         return 2.0 / (t.count + 1)
+    # Unseen mass (Good-Turing), never below one value in the training count: a sample of N
+    # shows nothing rarer than about 1/N.
     if check == "novelty_rate":
-        return feature.unseen_mass
+        return max(feature.unseen_mass, 1.0 / (t.count + 1))
     if check == "unseen_language_rate":
-        return feature.language_singletons
+        return max(feature.language_singletons, 1.0 / (TEXT_PROFILE_SAMPLE + 1))
     raise KeyError(check)
 
 

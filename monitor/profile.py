@@ -26,6 +26,7 @@ from monitor.summaries import (
 
 FORMAT = "drift-monitor/profile"
 FORMAT_VERSION = 1
+TEXT_PROFILE_SAMPLE = 5_000  # training texts analysed for language and vocabulary
 
 
 @dataclass

@@ -21,7 +21,7 @@ from monitor import __version__
 from monitor.columns import NumericColumn, label_column, numeric_column
 from monitor.errors import InputError, UsageError
 from monitor.language import detect
-from monitor.profile import FeatureProfile, Profile
+from monitor.profile import TEXT_PROFILE_SAMPLE, FeatureProfile, Profile
 from monitor.readers import check_readable, file_sha256, read_chunks
 from monitor.schema import Kind, infer_kind
 from monitor.summaries import CategoricalSummary, NumericSummary, TextSummary
@@ -30,7 +30,6 @@ from monitor.thresholds import OTHER_TOKEN, TextSample, calibrate
 from monitor.window import WindowSummary
 
 LABEL_COUNT_CAP = 200_000  # distinct values counted per column before it is called high-cardinality
-TEXT_PROFILE_SAMPLE = 5_000  # training texts analysed for language and vocabulary
 TEXT_VOCABULARY = 1_000  # top tokens kept per text feature
 TEXT_BINS = 20
 

@@ -20,7 +20,7 @@ from scipy import stats
 from monitor.checks import CALIBRATED, LOWER_IS_WORSE, check_alpha
 from monitor.compare import feature_metrics
 from monitor.metrics import oov_baseline, text_metrics
-from monitor.profile import Profile
+from monitor.profile import FeatureProfile, Profile
 from monitor.schema import Kind
 from monitor.summaries import TextSummary
 from monitor.window import WindowSummary
@@ -91,16 +91,46 @@ def calibrate(profile: Profile, sample: dict[str, Any], rows: int,
         for check, seen in values[name].items():
             if not seen:
                 continue
+            # Resampling from the training data leaves out the training data's own noise: a
+            # live window and the profile are two samples, so the null spread is larger by
+            # (1/W + 1/N) / (1/W); statistics of exponent e scale with its e-th power.
+            reference = _reference_size(feature, check, text_samples)
+            window_n = text_window(feature, size) if check in SAMPLE_CHECKS else size
+            inflate = (1 + window_n / reference) if reference else 1.0
+            exponent = CALIBRATED[feature.kind][check]
             if check in LOWER_IS_WORSE:
                 logs = -np.log10(np.maximum(np.asarray(seen), 1e-300))
                 # p-values are uniform under no drift: never looser than alpha itself.
                 out[check] = min(alpha, float(10 ** -fit_threshold(logs, alpha)))
             elif check == "oov_rate":
-                out[check] = fit_threshold(np.asarray(seen), alpha, baseline=oov_baseline(feature))
+                base = oov_baseline(feature)
+                fitted = fit_threshold(np.asarray(seen), alpha, baseline=base)
+                out[check] = base + (fitted - base) * inflate ** exponent
             else:
-                out[check] = fit_threshold(np.asarray(seen), alpha)
+                out[check] = fit_threshold(np.asarray(seen), alpha) * inflate ** exponent
         thresholds[name] = {k: _round(v) for k, v in out.items()}
     return thresholds
+
+
+SAMPLE_CHECKS = frozenset({"language_tvd", "oov_rate", "vocab_js"})
+
+
+def text_window(feature: FeatureProfile, size: int) -> int:
+    summary = feature.summary
+    if isinstance(summary, TextSummary):
+        return min(size, summary.sample_size)
+    return size
+
+
+def _reference_size(feature: FeatureProfile, check: str,
+                    text_samples: dict[str, TextSample]) -> int:
+    """How many training values the profile's side of a check rests on."""
+    if check in SAMPLE_CHECKS:
+        return len(text_samples[feature.name].languages) if feature.name in text_samples else 0
+    summary = feature.summary
+    if isinstance(summary, TextSummary):
+        return summary.length.count
+    return summary.count
 
 
 def _round(x: float) -> float:

@@ -23,7 +23,7 @@ def training_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def profile(training_csv: Path) -> Profile:
     return build_profile(training_csv, BuildOptions(
         model="churn", version="3", predictions=("prediction",), window_size=500,
-        calibration_windows=60, sample_rows=6000))
+        calibration_windows=120, sample_rows=6000))
 
 
 @pytest.fixture(scope="session")
