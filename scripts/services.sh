@@ -89,8 +89,11 @@ wait_for() {
 start_bg() {
   local pidfile="$1" out="$2"; shift 2
   # Not a process-group leader here, so setsid execs in place: $! is CMD's pid.
-  setsid nohup "$@" >>"$out" 2>&1 </dev/null &
+  setsid nohup "$@" >>"$out" 2>&1 </dev/null 9>&- &
   echo $! >"$pidfile"
+}
+log_note() { # pidfile logfile -> where the log is, or that another process serves the port
+  if pid_alive "$1"; then echo "pid $(cat "$1"), log $2"; else echo "not started by this script, log not here"; fi
 }
 # stop_pid NAME PIDFILE : TERM, wait up to 30 s, then KILL. Idempotent.
 stop_pid() {
@@ -146,7 +149,7 @@ kafka_jars() {
   log "kafka: resolving broker jars with Maven into $KAFKA_LIB"
   local tmp="$KAFKA_HOME/lib.tmp.$$"
   rm -rf "$tmp"
-  local mvn_args=(-q -B -f "$KAFKA_HOME/pom.xml" dependency:copy-dependencies "-Dkafka.lib.dir=$tmp")
+  local mvn_args=(-q -B -Dstyle.color=never -f "$KAFKA_HOME/pom.xml" dependency:copy-dependencies "-Dkafka.lib.dir=$tmp")
   # Offline first (works without network once ~/.m2 has everything), then online.
   if ! mvn -o "${mvn_args[@]}" >/dev/null 2>&1; then
     rm -rf "$tmp"
@@ -262,7 +265,7 @@ kafka_up() {
   wait_for kafka "$pidfile" "$KAFKA_DIR/logs/server.log" port_open "$KAFKA_PORT"
   wait_for kafka "$pidfile" "$KAFKA_DIR/logs/server.log" kafka_ready
   kafka_topics
-  log "kafka: ready on 127.0.0.1:$KAFKA_PORT; log $KAFKA_DIR/logs/server.log (stdout/stderr $out)"
+  log "kafka: ready on 127.0.0.1:$KAFKA_PORT; $(log_note "$pidfile" "$KAFKA_DIR/logs/server.log")"
 }
 kafka_down() { stop_pid kafka "$KAFKA_DIR/kafka.pid"; }
 
@@ -285,7 +288,7 @@ vm_up() {
       -retentionPeriod=1y -search.latencyOffset=0s -search.disableCache
   fi
   wait_for victoria-metrics "$pidfile" "$out" vm_ready
-  log "victoria-metrics: ready on http://127.0.0.1:$VM_PORT; log $out"
+  log "victoria-metrics: ready on http://127.0.0.1:$VM_PORT; $(log_note "$pidfile" "$out")"
 }
 vm_down() { stop_pid victoria-metrics "$VM_DIR/victoria-metrics.pid"; }
 
@@ -335,7 +338,7 @@ influx_up() {
   curl -sf -m 10 -XPOST "http://127.0.0.1:$INFLUX_PORT/query" \
     --data-urlencode "q=CREATE DATABASE \"$INFLUX_DB\"" >/dev/null \
     || die "influxdb: CREATE DATABASE $INFLUX_DB failed"
-  log "influxdb: ready on http://127.0.0.1:$INFLUX_PORT (database $INFLUX_DB); log $out"
+  log "influxdb: ready on http://127.0.0.1:$INFLUX_PORT (database $INFLUX_DB); $(log_note "$pidfile" "$out")"
 }
 influx_down() { stop_pid influxdb "$INFLUX_DIR/influxd.pid"; }
 
@@ -362,7 +365,7 @@ main() {
     up|down)
       mkdir -p "$SERVICES_DIR"
       exec 9>"$SERVICES_DIR/.lock"
-      flock 9 # one up/down at a time
+      flock -w 300 9 || die "another services.sh up/down holds $SERVICES_DIR/.lock" # one up/down at a time
       ;;
   esac
   case "$cmd" in
@@ -372,9 +375,9 @@ main() {
       echo "logs:"
       for s in "${svcs[@]}"; do
         case "$s" in
-          kafka) echo "  kafka            $KAFKA_DIR/logs/server.log" ;;
-          vm) echo "  victoria-metrics $VM_DIR/victoria-metrics.log" ;;
-          influx) echo "  influxdb         $INFLUX_DIR/influxd.log" ;;
+          kafka) echo "  kafka            $(log_note "$KAFKA_DIR/kafka.pid" "$KAFKA_DIR/logs/server.log")" ;;
+          vm) echo "  victoria-metrics $(log_note "$VM_DIR/victoria-metrics.pid" "$VM_DIR/victoria-metrics.log")" ;;
+          influx) echo "  influxdb         $(log_note "$INFLUX_DIR/influxd.pid" "$INFLUX_DIR/influxd.log")" ;;
         esac
       done
       ;;
