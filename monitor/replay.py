@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,11 +32,10 @@ def iter_batches(path: Path, lines_per_batch: int = BATCH_LINES):
         yield batch
 
 
-def replay_file(logs: str | Path, profiles: str | Path, *, window_seconds: float = 60.0,
+def open_engine(logs: str | Path, profiles: str | Path, *, window_seconds: float = 60.0,
                 grace_seconds: float = 0.0, min_records: int = 200,
-                overrides: dict[str, Any] | None = None, reports_path: str | None = None,
-                out: IO[str] | None = None) -> dict[str, Any]:
-    """Run the engine over `logs`, write alerts as JSON lines to `out`; return a summary."""
+                overrides: dict[str, Any] | None = None) -> tuple[Path, Engine]:
+    """Check the inputs of a replay and build its engine; one clear error if they are wrong."""
     path = check_readable(logs)
     if path.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".log"):
         raise InputError(f"replay reads JSONL prediction logs, not {path.suffix!r} ({path})")
@@ -48,13 +48,35 @@ def replay_file(logs: str | Path, profiles: str | Path, *, window_seconds: float
                               min_records=min_records, overrides=overrides or {})
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    engine = Engine(store, config)
+    return path, Engine(store, config)
+
+
+def replay_events(path: Path, engine: Engine,
+                  invalid_reasons: dict[str, int] | None = None) -> Iterator[Evaluated | Alert]:
+    """Everything the engine emits over the file, in order, ending with the flush."""
+    for lines in iter_batches(path):
+        batch = parse_messages(lines)
+        if invalid_reasons is not None:
+            for bad in batch.invalid:
+                key = bad.reason.split(":")[0]
+                invalid_reasons[key] = invalid_reasons.get(key, 0) + 1
+        yield from engine.ingest(batch)
+    yield from engine.flush()
+
+
+def replay_file(logs: str | Path, profiles: str | Path, *, window_seconds: float = 60.0,
+                grace_seconds: float = 0.0, min_records: int = 200,
+                overrides: dict[str, Any] | None = None, reports_path: str | None = None,
+                out: IO[str] | None = None) -> dict[str, Any]:
+    """Run the engine over `logs`, write alerts as JSON lines to `out`; return a summary."""
+    path, engine = open_engine(logs, profiles, window_seconds=window_seconds,
+                               grace_seconds=grace_seconds, min_records=min_records,
+                               overrides=overrides)
     reports = open(reports_path, "w", encoding="utf-8") if reports_path else None  # noqa: SIM115
     counts = {"alerts_firing": 0, "alerts_resolved": 0}
     invalid_reasons: dict[str, int] = {}
-
-    def emit(items: list[Evaluated | Alert]) -> None:
-        for item in items:
+    try:
+        for item in replay_events(path, engine, invalid_reasons):
             alerts = item.alerts if isinstance(item, Evaluated) else [item]
             if isinstance(item, Evaluated) and reports:
                 reports.write(json.dumps(jsonable(item.report.to_dict())) + "\n")
@@ -62,15 +84,6 @@ def replay_file(logs: str | Path, profiles: str | Path, *, window_seconds: float
                 counts[f"alerts_{alert.status}"] += 1
                 if out is not None:
                     out.write(json.dumps(jsonable(alert.to_dict())) + "\n")
-
-    try:
-        for lines in iter_batches(path):
-            batch = parse_messages(lines)
-            for bad in batch.invalid:
-                key = bad.reason.split(":")[0]
-                invalid_reasons[key] = invalid_reasons.get(key, 0) + 1
-            emit(engine.ingest(batch))
-        emit(engine.flush())
     finally:
         if reports:
             reports.close()
