@@ -9,6 +9,7 @@ summaries that live windows use. Same data and options give a byte-identical pro
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -298,13 +299,16 @@ def _calibration_columns(first: _FirstPass, kinds: dict[str, Kind]) -> dict[str,
     return out
 
 
-def stderr_progress() -> Progress | None:
-    """A one-line progress display on stderr, only when stderr is a terminal."""
+def stderr_progress(delay_seconds: float = 2.0) -> Progress | None:
+    """A one-line progress display on stderr, only when stderr is a terminal, and only once the
+    build has run for `delay_seconds` (small inputs finish silently)."""
     if not sys.stderr.isatty():
         return None
+    started = time.monotonic()
 
     def show(stage: str, rows: int) -> None:
-        sys.stderr.write(f"\rprofile build: {stage}: {rows:,} rows   ")
-        sys.stderr.flush()
+        if time.monotonic() - started >= delay_seconds:
+            sys.stderr.write(f"\rprofile build: {stage}: {rows:,} rows   ")
+            sys.stderr.flush()
 
     return show
