@@ -118,9 +118,11 @@ def _decode(message: bytes) -> Any:
     except orjson.JSONDecodeError as fast_error:
         # The stdlib accepts NaN and Infinity, which Python's json.dumps writes by default.
         try:
-            return json.loads(message)
-        except UnicodeDecodeError:
-            raise ValueError("message is not valid UTF-8") from None
+            text = bytes(message).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"message is not valid UTF-8 (byte {exc.start})") from None
+        try:
+            return json.loads(text)
         except (json.JSONDecodeError, RecursionError):
             raise ValueError(f"not valid JSON: {fast_error}") from None
 
