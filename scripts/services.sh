@@ -9,7 +9,7 @@
 #           wait until ready, create Kafka topics and the InfluxDB database.
 #           Idempotent: a server that already answers on its port is left alone.
 #   down    stop the servers this script started (pid files), TERM then KILL.
-#   status  say which servers answer.
+#   status  say which servers answer (exit 1 if any is down).
 # With no service names, all three are handled.
 #
 # Environment (defaults in brackets):
@@ -221,7 +221,9 @@ EOF
 </Configuration>
 EOF
 }
-kafka_format() {
+kafka_format() { # once: a restart reuses the formatted storage
+  # (After changing KAFKA_CONTROLLER_PORT the recorded quorum may not match:
+  # `down`, then rm -rf .services/kafka/data, then `up`.)
   if [[ -f "$KAFKA_DIR/data/meta.properties" ]]; then return 0; fi
   log "kafka: formatting storage in $KAFKA_DIR/data (cluster id $KAFKA_CLUSTER_ID)"
   kafka_tool kafka.tools.StorageTool format --standalone \
@@ -232,9 +234,8 @@ kafka_list_topics() {
     -cp "$KAFKA_LIB/*" org.apache.kafka.tools.TopicCommand \
     --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list
 }
-kafka_topics() {
-  local existing; existing="$(kafka_list_topics)" || die "kafka: cannot list topics"
-  local spec name parts
+kafka_topics() { # creates the missing topics; $KAFKA_EXISTING is set by kafka_ready
+  local existing="$KAFKA_EXISTING" spec name parts
   for spec in "$PREDICTIONS_TOPIC:4" "$DLQ_TOPIC:1" "$ALERTS_TOPIC:1"; do
     name="${spec%:*}"; parts="${spec##*:}"
     if grep -qxF -- "$name" <<<"$existing"; then continue; fi
@@ -243,7 +244,8 @@ kafka_topics() {
       --create --if-not-exists --topic "$name" --partitions "$parts" --replication-factor 1 >/dev/null
   done
 }
-kafka_ready() { port_open "$KAFKA_PORT" && kafka_list_topics >/dev/null 2>&1; }
+KAFKA_EXISTING=""
+kafka_ready() { port_open "$KAFKA_PORT" && KAFKA_EXISTING="$(kafka_list_topics 2>/dev/null)"; }
 kafka_up() {
   kafka_jars
   kafka_write_config
@@ -281,8 +283,10 @@ vm_up() {
     log "victoria-metrics: pid $(cat "$pidfile") is starting; waiting"
   else
     log "victoria-metrics: starting on 127.0.0.1:$VM_PORT"
-    # latencyOffset=0s + disableCache: points are queryable right after the
-    # write is flushed (~1 s) instead of 30 s later; right for tests and a demo.
+    # latencyOffset=0s + disableCache: recent points are queryable as soon as
+    # they are flushed instead of 30 s later. A point of an existing series shows
+    # up after ~1 s; a NEW series only after ~8-10 s unless the reader first calls
+    # GET /internal/force_flush (then < 1 s). Tests: write, force_flush, poll.
     start_bg "$pidfile" "$out" victoria-metrics \
       "-httpListenAddr=127.0.0.1:$VM_PORT" "-storageDataPath=$VM_DIR/data" \
       -retentionPeriod=1y -search.latencyOffset=0s -search.disableCache
@@ -343,14 +347,18 @@ influx_up() {
 influx_down() { stop_pid influxdb "$INFLUX_DIR/influxd.pid"; }
 
 # -------------------------------------------------------------- commands
-status() {
-  local rc=0
-  if port_open "$KAFKA_PORT"; then echo "kafka            up    127.0.0.1:$KAFKA_PORT"
-  else echo "kafka            down  127.0.0.1:$KAFKA_PORT"; rc=1; fi
-  if vm_ready; then echo "victoria-metrics up    http://127.0.0.1:$VM_PORT"
-  else echo "victoria-metrics down  http://127.0.0.1:$VM_PORT"; rc=1; fi
-  if influx_ready; then echo "influxdb         up    http://127.0.0.1:$INFLUX_PORT"
-  else echo "influxdb         down  http://127.0.0.1:$INFLUX_PORT"; rc=1; fi
+status() { # services... ; exit 1 if any is down
+  local rc=0 s
+  for s in "$@"; do
+    case "$s" in
+      kafka) if port_open "$KAFKA_PORT"; then echo "kafka            up    127.0.0.1:$KAFKA_PORT"
+             else echo "kafka            down  127.0.0.1:$KAFKA_PORT"; rc=1; fi ;;
+      vm) if vm_ready; then echo "victoria-metrics up    http://127.0.0.1:$VM_PORT"
+          else echo "victoria-metrics down  http://127.0.0.1:$VM_PORT"; rc=1; fi ;;
+      influx) if influx_ready; then echo "influxdb         up    http://127.0.0.1:$INFLUX_PORT"
+              else echo "influxdb         down  http://127.0.0.1:$INFLUX_PORT"; rc=1; fi ;;
+    esac
+  done
   return $rc
 }
 
@@ -382,7 +390,7 @@ main() {
       done
       ;;
     down) for s in "${svcs[@]}"; do "${s}_down"; done ;;
-    status) status ;;
+    status) status "${svcs[@]}" ;;
     *) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
