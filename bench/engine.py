@@ -1,0 +1,191 @@
+"""Engine throughput on one core: 16 features (10 numeric, 5 categorical, 1 short text), batches
+of 1,000 records; per-window evaluation cost; memory; profile build time for 1M rows.
+
+Run: .venv/bin/python bench/engine.py. Writes bench/results/engine.json. Timings are the best of
+REPEATS runs (time.perf_counter).
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import math
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from monitor import synthetic
+from monitor.compare import compare
+from monitor.profile import Profile
+from monitor.profile_build import BuildOptions, build_profile
+from monitor.records import parse_messages
+from monitor.window import WindowSummary
+
+BATCH = 1_000
+BATCHES = 20  # 20,000 records per timed run
+REPEATS = 3
+PROFILE_ROWS = 50_000
+BUILD_ROWS = 1_000_000
+TEXT_SAMPLE = 500
+FEATURES = synthetic.NUMERIC + synthetic.CATEGORICAL + synthetic.TEXT
+RESULTS = Path(__file__).parent / "results" / "engine.json"
+VENV_BIN = Path(sys.executable).parent
+
+
+def best(fn: Callable[[], Any]) -> float:
+    times = []
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def write_training(path: Path, rows: int, seed: int, chunk: int = 100_000) -> None:
+    """16 feature columns, no prediction, written in chunks to bound this process's memory."""
+    rng = np.random.default_rng(seed)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(FEATURES)
+        for start in range(0, rows, chunk):
+            cols = synthetic.generate_columns(min(chunk, rows - start), rng)
+            w.writerows(zip(*(cols[n] for n in FEATURES), strict=True))
+
+
+def make_profile() -> Profile:
+    path = Path("/tmp/bench_engine_profile.csv")
+    write_training(path, PROFILE_ROWS, seed=0)
+    return build_profile(path, BuildOptions("churn", "1", window_size=BATCH))
+
+
+def rss_mb(kb: int) -> float:
+    return kb / 1024  # ru_maxrss and /usr/bin/time report kilobytes on Linux
+
+
+def build_1m() -> dict[str, Any]:
+    path = Path("/tmp/bench_engine_1m.csv")
+    out = Path("/tmp/bench_engine_1m_profile.json")
+    t0 = time.perf_counter()
+    write_training(path, BUILD_ROWS, seed=1)
+    write_s = time.perf_counter() - t0
+    cmd = [str(VENV_BIN / "drift-monitor"), "profile", "build", str(path), "--model", "churn",
+           "--version", "1", "-o", str(out)]
+    timer = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else None)
+    t0 = time.perf_counter()
+    if timer:
+        proc = subprocess.run([timer, "-v", *cmd], capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - t0
+        match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+        peak_kb = int(match.group(1)) if match else 0
+        method = "/usr/bin/time -v"
+    else:
+        subprocess.run(cmd, capture_output=True, check=True)
+        wall = time.perf_counter() - t0
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        method = "getrusage(RUSAGE_CHILDREN)"
+    return {"rows": BUILD_ROWS, "features": len(FEATURES), "csv_mb": round(path.stat().st_size / 2**20, 1),
+            "csv_write_seconds": round(write_s, 1), "build_seconds": round(wall, 1),
+            "build_peak_rss_mb": round(rss_mb(peak_kb), 1), "measured_with": method,
+            "command": " ".join(cmd)}
+
+
+def main() -> None:
+    profile = make_profile()
+    rng = np.random.default_rng(42)
+    batches = [synthetic.generate_columns(BATCH, rng) for _ in range(BATCHES)]
+    batches = [{n: b[n] for n in FEATURES} for b in batches]
+    total = BATCH * BATCHES
+    ts = np.arange(BATCH, dtype=float) + 1.7e9
+    messages = [[orjson.dumps(r) for r in synthetic.records(b, model="churn", version="1", ts=ts,
+                                                             start_id=k * BATCH)]
+                for k, b in enumerate(batches)]
+    avg_bytes = sum(map(len, messages[0])) / BATCH
+
+    def from_columns() -> None:
+        window = WindowSummary(profile)
+        for b in batches:
+            window.update_columns(b, BATCH)
+
+    def from_bytes() -> None:
+        window = WindowSummary(profile)
+        for batch in messages:
+            for group in parse_messages(batch).groups.values():
+                window.update(group)
+
+    def decode_orjson() -> None:
+        for batch in messages:
+            for m in batch:
+                orjson.loads(m)
+
+    def decode_stdlib() -> None:
+        for batch in messages:
+            for m in batch:
+                json.loads(m)
+
+    def parse_only() -> None:
+        for batch in messages:
+            parse_messages(batch)
+
+    rates = {name: total / best(fn) for name, fn in (
+        ("update_columns", from_columns), ("parse_messages+update", from_bytes),
+        ("parse_messages only", parse_only), ("orjson.loads only", decode_orjson),
+        ("json.loads only", decode_stdlib))}
+
+    window = WindowSummary(profile)
+    window.update_columns(batches[0], BATCH)
+    no_lang: Callable[[Any], collections.Counter[str]] = lambda texts: collections.Counter()  # noqa: E731
+    with_lang = best(lambda: compare(window, profile))
+    without_lang = best(lambda: compare(window, profile, detect_languages=no_lang))
+    rss_self = rss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+    build = build_1m()
+    sampling = {f"p={p}": round(math.sqrt(p * (1 - p) / TEXT_SAMPLE), 4) for p in (0.5, 0.1)}
+
+    print(f"Engine throughput, one core, {len(FEATURES)} features (10 numeric, 5 categorical, "
+          f"1 text), batches of {BATCH:,}, {total:,} records per run, best of {REPEATS}")
+    print(f"  message size: {avg_bytes:.0f} bytes/record (JSON)")
+    for name, rate in rates.items():
+        print(f"  {name:<28} {rate:>12,.0f} records/s  ({1e6 / rate:7.2f} us/record)")
+    print(f"\nPer-window evaluation (compare) on a {BATCH:,}-record window:")
+    print(f"  with language detection ({TEXT_SAMPLE} sampled texts): {with_lang * 1000:8.1f} ms")
+    print(f"  without language detection:                   {without_lang * 1000:8.1f} ms")
+    print(f"  language detection share:                     {(with_lang - without_lang) * 1000:8.1f} ms "
+          f"({TEXT_SAMPLE / max(with_lang - without_lang, 1e-9):,.0f} texts/s)")
+    print(f"\nMemory: peak RSS of this benchmark process (profile, {total:,} records as columns and "
+          f"as JSON, windows): {rss_self:.1f} MB")
+    print(f"\nProfile build, {build['rows']:,} rows x {build['features']} features "
+          f"({build['csv_mb']} MB CSV, written in {build['csv_write_seconds']} s):")
+    print(f"  {build['command']}")
+    print(f"  wall {build['build_seconds']} s, peak RSS {build['build_peak_rss_mb']} MB "
+          f"({build['measured_with']})")
+    print(f"\nSampling error of a language share from {TEXT_SAMPLE} sampled texts, sqrt(p(1-p)/{TEXT_SAMPLE}):")
+    for k, v in sampling.items():
+        print(f"  {k}: {v:.4f} ({100 * v:.1f} percentage points; 95% CI +/- {196 * v:.1f} pp)")
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "batch": BATCH, "records_per_run": total, "repeats": REPEATS, "features": len(FEATURES),
+        "bytes_per_record": round(avg_bytes, 1),
+        "records_per_second": {k: round(v) for k, v in rates.items()},
+        "compare_ms": {"with_language_detection": round(with_lang * 1000, 2),
+                       "without_language_detection": round(without_lang * 1000, 2)},
+        "peak_rss_mb_benchmark_process": round(rss_self, 1),
+        "profile_build_1m": build,
+        "language_share_sampling_error_500": sampling,
+    }, indent=2) + "\n")
+    print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
