@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -62,7 +63,7 @@ class RecordGroup:
         if name.startswith(PREDICTION + "."):
             key = name[len(PREDICTION) + 1:]
             return [p.get(key) if type(p) is dict else None for p in self.predictions]
-        return [f.get(name) for f in self.features]
+        return list(map(dict.get, self.features, repeat(name)))
 
     def feature_names(self) -> set[str]:
         """Every feature name present in at least one record, outputs as `prediction[.key]`."""
@@ -169,6 +170,23 @@ def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
             continue
         items = obj if type(obj) is list else (obj,)
         for item in items:
+            # Fast path for the common, well-formed record; anything else gets the full check.
+            if type(item) is dict:
+                model = item.get("model")
+                version = item.get("version")
+                ts = item.get("ts")
+                features = item.get("features")
+                prediction = item.get("prediction")
+                if (type(model) is str and model and type(version) is str and version
+                        and type(ts) is float and ts - ts == 0.0 and type(features) is dict
+                        and type(prediction) is not list):
+                    group = groups.get((model, version))
+                    if group is None:
+                        group = groups[(model, version)] = RecordGroup(model, version)
+                    group.ts.append(ts)
+                    group.features.append(features)
+                    group.predictions.append(prediction)
+                    continue
             try:
                 model, version, ts, features, prediction = _check_record(item)
             except ValueError as exc:

@@ -11,7 +11,7 @@ from monitor.columns import NumericColumn, label_column, numeric_column
 from monitor.profile import Profile, empty_summary
 from monitor.records import RecordGroup
 from monitor.schema import Kind
-from monitor.summaries import Summary, summary_from_dict
+from monitor.summaries import NumericSummary, Summary, summary_from_dict
 
 EDGE_NULL_SHARE = 0.95  # a record with at least this share of its features null is an edge record
 
@@ -26,7 +26,7 @@ class WindowSummary:
     """Mergeable; `update` takes a group of parsed records or a chunk of columns."""
 
     __slots__ = ("profile", "start", "end", "records", "invalid", "late", "edge_records",
-                 "features", "seen_features")
+                 "features", "seen_features", "_far")
 
     def __init__(self, profile: Profile, start: float = 0.0, end: float = 0.0) -> None:
         self.profile = profile
@@ -39,6 +39,7 @@ class WindowSummary:
         self.features: dict[str, Summary] = {
             name: empty_summary(f) for name, f in profile.features.items()}
         self.seen_features: set[str] = set()
+        self._far = {name: f.far_bounds for name, f in profile.features.items()}
 
     def update(self, group: RecordGroup) -> None:
         self.seen_features |= group.feature_names()
@@ -51,16 +52,21 @@ class WindowSummary:
         self.records += rows
         nulls = np.zeros(rows, dtype=np.int32)
         far = np.zeros(rows, dtype=bool)
+        numeric: list[tuple[NumericSummary, NumericColumn]] = []
         for name, summary in self.features.items():
             feature = self.profile.features[name]
             raw = columns.get(name)
             column = column_for(feature.kind, raw if raw is not None else [None] * rows)
-            summary.update(column)
+            if isinstance(summary, NumericSummary):
+                numeric.append((summary, column))
+            else:
+                summary.update(column)
             nulls += column.null
-            bounds = feature.far_bounds
+            bounds = self._far[name]
             if bounds is not None and isinstance(column, NumericColumn):
                 with np.errstate(invalid="ignore"):
                     far |= (column.values < bounds[0]) | (column.values > bounds[1])
+        NumericSummary.update_many([s for s, _ in numeric], [c for _, c in numeric])
         if self.features:
             edge = (nulls >= EDGE_NULL_SHARE * len(self.features)) | far
             self.edge_records += int(edge.sum())

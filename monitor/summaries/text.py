@@ -78,6 +78,12 @@ class TextSummary:
         k = self.sample_size
         if k <= 0:
             return
+        if len(self.sample) >= k:  # full: only keys below the current largest can enter
+            enter = np.flatnonzero(keys < self.sample_keys.max())
+            if enter.size == 0:
+                return
+            texts = [texts[i] for i in enter]
+            keys = keys[enter]
         if len(texts) > k:  # only the k smallest keys of this batch can enter the sample
             keep = np.argpartition(keys, k - 1)[:k]
             texts = [texts[i] for i in keep]
