@@ -25,5 +25,9 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_seconds,
         producer_acks=-1,
+        # A killed worker's partitions move to the others after this long (Faust's default
+        # is 60 s); the heartbeat must be well under it.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         datadir=str(Path(tempfile.gettempdir()) / f"drift-monitor-{settings.group}"),
     )

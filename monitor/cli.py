@@ -139,8 +139,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from monitor.config import Settings
         from monitor.worker import run_worker
 
-        run_worker(Settings.from_env())
-        return 0
+        return run_worker(Settings.from_env())
     if args.command == "alerts":
         from monitor.alerts_tail import tail_alerts
 

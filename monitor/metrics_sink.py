@@ -73,6 +73,9 @@ class InfluxSink:
         self.write_failures = 0  # failed write attempts, retried or final
         self.dropped = 0  # over the bound, or given up after the retries
         self._last_log = 0.0
+        # The client logs every failed attempt itself; this sink logs them, rate-limited.
+        logging.getLogger("influxdb_client.client.write_api").setLevel(logging.CRITICAL)
+        logging.getLogger("influxdb_client.client.write.retry").setLevel(logging.CRITICAL)
         self.client = InfluxDBClient(url=url, token=token or "-", org=org or "-",
                                      timeout=10_000)
         self.write_api = self.client.write_api(
@@ -97,7 +100,8 @@ class InfluxSink:
             self.write_failures += 1
             self.failed_points += n
             self.dropped += n
-        log.error("metrics: dropped a batch of %d points after retries: %s", n, exception)
+        self._log_limited("metrics: dropped a batch of %d points after retries (%d dropped "
+                          "so far): %s", n, self.dropped, exception)
 
     def _on_retry(self, conf: Any, data: Any, exception: BaseException) -> None:
         with self._lock:

@@ -340,7 +340,12 @@ class DriftWorker:
 
 
 def run_worker(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT (blocking); the metrics sink is flushed on the way out."""
+    """Run until SIGTERM/SIGINT (blocking); the metrics sink is flushed on the way out.
+    Returns the exit status: 0 after a clean stop, non-zero after a crash."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # the admin client chats at INFO
     log.info("starting drift-monitor worker: %s", settings.redacted())
     ensure_topics(settings.bootstrap_servers, settings.predictions_topic, settings.state_topic,
                   others=(settings.alerts_topic, settings.dlq_topic))
@@ -360,9 +365,6 @@ def run_worker(settings: Settings) -> int:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)  # the admin client chats at INFO
     try:
         settings = Settings.from_env()
         return run_worker(settings)
