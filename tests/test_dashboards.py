@@ -130,6 +130,14 @@ def test_dashboards_cover_every_measurement_of_the_contract() -> None:
     assert measurements == set(METRIC_CONTRACT)
 
 
+def test_contract_is_what_the_worker_writes() -> None:
+    """The names dashboards may query are a subset of what `metric_points` writes."""
+    from monitor.metric_points import METRICS
+
+    for measurement, fields in METRIC_CONTRACT.items():
+        assert fields <= METRICS[measurement], (measurement, fields - METRICS[measurement])
+
+
 def test_overview_status_table_colours_features_by_severity() -> None:
     table = next(
         p
