@@ -70,7 +70,7 @@ TREND_INPUTS = {"mean_z": "mean", "length_z": "length"}
 class AlertTracker:
     """Turns each window's findings into alert events for one model/version."""
 
-    def __init__(self, *, min_severity: Severity = Severity.WARNING, resolve_after: int = 1,
+    def __init__(self, *, min_severity: Severity = Severity.WARNING, resolve_after: int = 2,
                  trend: bool = True) -> None:
         if resolve_after < 1:
             raise ValueError(f'"resolve_after" must be >= 1: {resolve_after}')

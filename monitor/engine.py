@@ -34,7 +34,7 @@ class EngineConfig:
     min_records: int = 200
     overrides: dict[str, Overrides] = field(default_factory=dict)  # model (or "*") -> overrides
     trend: bool = True
-    resolve_after: int = 1
+    resolve_after: int = 2  # clean windows before an alert resolves (no flapping at the edge)
 
     def __post_init__(self) -> None:
         if not self.window_seconds > 0:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from monitor.checks import CALIBRATED, LOWER_IS_WORSE, check_alpha
+from monitor.checks import CALIBRATED, LOWER_IS_WORSE, check_alpha, rate_bound
 from monitor.compare import feature_metrics
 from monitor.metrics import oov_baseline, text_metrics
 from monitor.profile import FeatureProfile, Profile
@@ -105,11 +105,24 @@ def calibrate(profile: Profile, sample: dict[str, Any], rows: int,
             elif check == "oov_rate":
                 base = oov_baseline(feature)
                 fitted = fit_threshold(np.asarray(seen), alpha, baseline=base)
-                out[check] = base + (fitted - base) * inflate ** exponent
+                out[check] = max(base + (fitted - base) * inflate ** exponent,
+                                 _oov_floor(feature, text_samples, window_n, alpha))
             else:
                 out[check] = fit_threshold(np.asarray(seen), alpha) * inflate ** exponent
         thresholds[name] = {k: _round(v) for k, v in out.items()}
     return thresholds
+
+
+def _oov_floor(feature: FeatureProfile, text_samples: dict[str, TextSample], texts: int,
+               alpha: float) -> float:
+    """A training vocabulary that covered every sampled token still misses about one token in
+    N: the OOV threshold is never below the binomial bound of that rate over a window sample."""
+    sample = text_samples.get(feature.name)
+    if sample is None or not sample.tokens:
+        return 0.0
+    total = sum(sum(c.values()) for c in sample.tokens)
+    p0 = max(oov_baseline(feature), 1.0 / (total + 1))
+    return rate_bound(p0, max(1, round(texts * total / len(sample.tokens))), alpha)
 
 
 SAMPLE_CHECKS = frozenset({"language_tvd", "oov_rate", "vocab_js"})
