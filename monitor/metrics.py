@@ -32,6 +32,16 @@ def _none_if_nan(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
+def _common(window: NumericSummary | CategoricalSummary | TextSummary) -> dict[str, Any]:
+    """The metrics every kind reports."""
+    return {
+        "records": window.records,
+        "count": window.count,
+        "null_rate": _rate(window.nulls, window.records),
+        "type_mismatch_rate": _rate(window.mismatches, window.records),
+    }
+
+
 def scale_of(training: NumericSummary) -> float:
     """The training spread used to normalise shifts: std, else the range, else 1."""
     if training.std > 0:
@@ -45,10 +55,7 @@ def numeric_metrics(feature: FeatureProfile, window: NumericSummary) -> dict[str
     t = feature.summary
     assert isinstance(t, NumericSummary)
     m: dict[str, Any] = {
-        "records": window.records,
-        "count": window.count,
-        "null_rate": _rate(window.nulls, window.records),
-        "type_mismatch_rate": _rate(window.mismatches, window.records),
+        **_common(window),
         "nonfinite_rate": _rate(window.nonfinite, window.records),
         "training_mean": t.mean,
         "training_min": t.min if t.count else None,
@@ -93,10 +100,7 @@ def categorical_metrics(feature: FeatureProfile, window: CategoricalSummary) -> 
     t = feature.summary
     assert isinstance(t, CategoricalSummary)
     m: dict[str, Any] = {
-        "records": window.records,
-        "count": window.count,
-        "null_rate": _rate(window.nulls, window.records),
-        "type_mismatch_rate": _rate(window.mismatches, window.records),
+        **_common(window),
         "novelty_rate": _rate(window.unseen_total, window.count),
         "novelty_count": window.unseen_total,
         "new_values": [[v, n] for v, n in window.top_unseen(NEW_VALUES_SHOWN)],
@@ -128,10 +132,7 @@ def text_metrics(feature: FeatureProfile, window: TextSummary,
     t = feature.summary
     assert isinstance(t, TextSummary)
     m: dict[str, Any] = {
-        "records": window.records,
-        "count": window.count,
-        "null_rate": _rate(window.nulls, window.records),
-        "type_mismatch_rate": _rate(window.mismatches, window.records),
+        **_common(window),
         "training_length_mean": t.length.mean,
         "sampled": len(window.sample),
     }

@@ -139,27 +139,30 @@ def _parquet_batches(path: Path, chunk_rows: int) -> Iterator[Any]:
         yield pa.Table.from_batches([batch])
 
 
+def jsonl_batches(path: Path, lines_per_batch: int) -> Iterator[list[bytes]]:
+    """Batches of raw non-blank lines (bytes) of a JSONL file."""
+    batch: list[bytes] = []
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                batch.append(line)
+                if len(batch) >= lines_per_batch:
+                    yield batch
+                    batch = []
+    if batch:
+        yield batch
+
+
 def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[Chunk]:
     """Prediction-log records from JSONL, as columns. Invalid lines are skipped and counted;
     a file with no valid record is an error."""
     valid = 0
     first_error: str | None = None
-    lines: list[bytes] = []
-    with path.open("rb") as fh:
-        for line in fh:
-            if line.strip():
-                lines.append(line)
-            if len(lines) >= chunk_rows:
-                chunk, n, err = _jsonl_chunk(lines)
-                valid, first_error = valid + n, first_error or err
-                lines = []
-                if n:
-                    yield chunk
-        if lines:
-            chunk, n, err = _jsonl_chunk(lines)
-            valid, first_error = valid + n, first_error or err
-            if n:
-                yield chunk
+    for lines in jsonl_batches(path, chunk_rows):
+        chunk, n, err = _jsonl_chunk(lines)
+        valid, first_error = valid + n, first_error or err
+        if n:
+            yield chunk
     if valid == 0:
         raise InputError(f"no valid prediction-log record in {path.name}"
                          + (f": {first_error}" if first_error else ""))

@@ -45,6 +45,11 @@ class RecordGroup:
     def __len__(self) -> int:
         return len(self.ts)
 
+    def append(self, ts: float, features: dict[str, Any], prediction: Any) -> None:
+        self.ts.append(ts)
+        self.features.append(features)
+        self.predictions.append(prediction)
+
     def ts_array(self) -> np.ndarray:
         return np.asarray(self.ts, dtype=np.float64)
 
@@ -180,12 +185,7 @@ def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
                 if (type(model) is str and model and type(version) is str and version
                         and type(ts) is float and ts - ts == 0.0 and type(features) is dict
                         and type(prediction) is not list):
-                    group = groups.get((model, version))
-                    if group is None:
-                        group = groups[(model, version)] = RecordGroup(model, version)
-                    group.ts.append(ts)
-                    group.features.append(features)
-                    group.predictions.append(prediction)
+                    _group(groups, model, version).append(ts, features, prediction)
                     continue
             try:
                 model, version, ts, features, prediction = _check_record(item)
@@ -195,13 +195,15 @@ def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
                 name = name if isinstance(name, str) else None
                 batch.invalid.append(InvalidRecord(str(exc), bytes(raw), name))
                 continue
-            group = groups.get((model, version))
-            if group is None:
-                group = groups[(model, version)] = RecordGroup(model, version)
-            group.ts.append(ts)
-            group.features.append(features)
-            group.predictions.append(prediction)
+            _group(groups, model, version).append(ts, features, prediction)
     return batch
+
+
+def _group(groups: dict[ModelKey, RecordGroup], model: str, version: str) -> RecordGroup:
+    group = groups.get((model, version))
+    if group is None:
+        group = groups[(model, version)] = RecordGroup(model, version)
+    return group
 
 
 def _encode_item(item: Any) -> bytes:

@@ -11,25 +11,11 @@ from monitor.alerts import Alert
 from monitor.engine import Engine, EngineConfig, Evaluated
 from monitor.errors import InputError, UsageError
 from monitor.profile_store import ProfileStore
-from monitor.readers import check_readable
+from monitor.readers import check_readable, jsonl_batches
 from monitor.records import parse_messages
 from monitor.report_text import jsonable
 
 BATCH_LINES = 5000
-
-
-def iter_batches(path: Path, lines_per_batch: int = BATCH_LINES):
-    """Batches of raw lines (bytes), blank lines skipped."""
-    batch: list[bytes] = []
-    with path.open("rb") as fh:
-        for line in fh:
-            if line.strip():
-                batch.append(line)
-                if len(batch) >= lines_per_batch:
-                    yield batch
-                    batch = []
-    if batch:
-        yield batch
 
 
 def open_engine(logs: str | Path, profiles: str | Path, *, window_seconds: float = 60.0,
@@ -54,7 +40,7 @@ def open_engine(logs: str | Path, profiles: str | Path, *, window_seconds: float
 def replay_events(path: Path, engine: Engine,
                   invalid_reasons: dict[str, int] | None = None) -> Iterator[Evaluated | Alert]:
     """Everything the engine emits over the file, in order, ending with the flush."""
-    for lines in iter_batches(path):
+    for lines in jsonl_batches(path, BATCH_LINES):
         batch = parse_messages(lines)
         if invalid_reasons is not None:
             for bad in batch.invalid:
