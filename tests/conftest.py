@@ -33,6 +33,18 @@ def profiles_dir(profile: Profile, tmp_path_factory: pytest.TempPathFactory) -> 
     return d
 
 
+@pytest.fixture(scope="session")
+def services() -> None:
+    """The local servers (Kafka, VictoriaMetrics, InfluxDB 1.x), started by the project script."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(["bash", "scripts/services.sh", "up"], cwd=root,
+                            capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        pytest.fail(f"services.sh up failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

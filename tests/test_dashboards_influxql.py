@@ -95,7 +95,7 @@ def influxql(database: str, query: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def database(influx_points: list[str]) -> Iterator[str]:
+def database(services: None, influx_points: list[str]) -> Iterator[str]:
     """A fresh database holding `influx_points`, dropped afterwards."""
     name = f"dashboards_{uuid.uuid4().hex[:12]}"
     _request("/query", {"q": f'CREATE DATABASE "{name}"'})

@@ -184,14 +184,6 @@ class Worker:
 
 # -- fixtures ---------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def services() -> None:
-    result = subprocess.run(["bash", "scripts/services.sh", "up"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        pytest.fail(f"services.sh up failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-
-
-@pytest.fixture(scope="session")
 def training_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("worker-data") / "train.csv"
     rows = training_rows(6000, seed=7)
