@@ -273,8 +273,13 @@ class DriftWorker:
             self._write_service_point(now)
 
     async def _advance_idle(self, partition: int, state: PartitionState) -> None:
+        """Close a quiet partition's windows by wall clock. Quiet means no record for longer
+        than the grace *and* nothing left to read: a partition working through a backlog is
+        slow, not idle, and closing its windows early would turn its records into late ones."""
         grace = self.settings.grace_seconds
         if state.lock.locked() or time.monotonic() - state.last_record <= grace:
+            return
+        if self._partition_lag(partition) != 0:
             return
         async with state.lock:
             if self.partitions.get(partition) is not state:
@@ -309,20 +314,31 @@ class DriftWorker:
         self.sink.write([service_point(self.name, stats)])
 
     def _consumer_lag(self) -> int | None:
-        lag = 0
+        """Records not yet processed on this worker's partitions (None when unknown)."""
         try:
-            consumer = self.app.consumer
-            for tp in consumer.assignment():
-                if tp.topic != self.settings.predictions_topic:
-                    continue
-                highwater = consumer.highwater(tp)
-                state = self.partitions.get(tp.partition)
-                position = state.offset + 1 if state is not None else 0
-                if highwater is not None:
-                    lag += max(0, highwater - position)
+            assigned = [tp.partition for tp in self.app.consumer.assignment()
+                        if tp.topic == self.settings.predictions_topic]
         except Exception:  # lag is informational; never fail the timer for it
             return None
-        return lag
+        lags = [self._partition_lag(p) for p in assigned]
+        return sum(lag for lag in lags if lag is not None)
+
+    def _partition_lag(self, partition: int) -> int | None:
+        """Records on `partition` beyond the last one processed, by the consumer's last known
+        high watermark; None when no fetch has reported one yet."""
+        try:
+            consumer = self.app.consumer
+            tp = next((tp for tp in consumer.assignment()
+                       if tp.topic == self.settings.predictions_topic
+                       and tp.partition == partition), None)
+            highwater = consumer.highwater(tp) if tp is not None else None
+        except Exception:
+            return None
+        if highwater is None:
+            return None
+        state = self.partitions.get(partition)
+        position = state.offset + 1 if state is not None else 0
+        return max(0, highwater - position)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def _on_revoked(self, sender: Any, revoked: Any = (), **kwargs: Any) -> None:
