@@ -1,4 +1,4 @@
-"""The Faust application (only the App: the agent and timers live in `monitor.worker`)."""
+"""The Faust application (only the App: the consumer task and timers live in `monitor.worker`)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,29 @@ import tempfile
 from pathlib import Path
 
 import faust
+from faust.app.base import BootStrategy
 
 from monitor.config import Settings
 
 
+class _ServiceBoot(BootStrategy):
+    """Start Faust without its Kafka consumer: the worker's batch consumer task owns the
+    predictions consumer group (Faust's consumer would crash with no topic to subscribe)."""
+
+    enable_kafka_consumer = False
+
+
+class DriftApp(faust.App):
+    BootStrategy = _ServiceBoot
+
+
 def create_app(settings: Settings) -> faust.App:
-    """The App for one consumer group. Processing guarantee stays at Faust's default
-    (at-least-once): exactly-once window counts come from our own checkpoints
+    """The App hosting one worker: its service lifecycle, signals, timers and the batch consumer
+    task. The predictions consumer group (`settings.group`) belongs to that task, so the App's
+    own id is kept apart from it. Exactly-once window counts come from our own checkpoints
     (`monitor.checkpoint`), not from Faust's `exactly_once`."""
-    return faust.App(
-        settings.group,
+    return DriftApp(
+        f"{settings.group}-service",
         broker=settings.broker,
         value_serializer="raw",
         key_serializer="raw",
@@ -23,11 +36,6 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=False,
         topic_disable_leader=True,  # no `<id>-__assignor-__leader` topic
         consumer_auto_offset_reset="earliest",
-        broker_commit_interval=settings.commit_interval_seconds,
         producer_acks=-1,
-        # A killed worker's partitions move to the others after this long (Faust's default
-        # is 60 s); the heartbeat must be well under it.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=3.0,
         datadir=str(Path(tempfile.gettempdir()) / f"drift-monitor-{settings.group}"),
     )
