@@ -107,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--token", help="Grafana API token (or service account token)")
     push.add_argument("--datasource", action="store_true", help="also create/update the datasource")
 
+    demo = sub.add_parser("demo", help="the demo stream")
+    demosub = demo.add_subparsers(dest="demo_command", required=True, parser_class=_Parser)
+    produce = demosub.add_parser("produce", help="produce the demo model's prediction logs to "
+                                 "DRIFT_MONITOR_PREDICTIONS_TOPIC, with drift part way")
+    produce.add_argument("--windows", type=_positive_int, default=16,
+                         help="5-second windows to produce (default 16)")
+    produce.add_argument("--rate", type=_positive_int, default=400,
+                         help="records per second (default 400)")
+
     report = sub.add_parser("report", help="self-contained HTML drift report from JSONL logs")
     report.add_argument("logs", help="JSONL prediction logs")
     report.add_argument("--profiles", required=True, help="directory of profile JSON files")
@@ -151,6 +160,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         for uid in push_dashboards(args.url, args.token, include_datasource=args.datasource):
             print(f"pushed {uid}")
         return 0
+    if args.command == "demo":
+        from monitor.demo import produce_main
+
+        return produce_main(args.windows, args.rate)
     if args.command == "report":
         from monitor.report import write_report
 

@@ -39,12 +39,7 @@ def main() -> int:
     work = ROOT / ".demo" / run
     profiles = work / "profiles"
     profiles.mkdir(parents=True)
-    print("[demo] building the profile of model churn v3 from demo/churn_train.csv ...", flush=True)
-    profile = build_profile(ROOT / "demo" / "churn_train.csv", BuildOptions(
-        model="churn", version="3", predictions=("prediction",),
-        window_size=RATE * WINDOW_SECONDS))
-    profile.save(profiles / "churn-3.json")
-    print(f"[demo] profile {profile.profile_id}: {len(profile.features)} features", flush=True)
+    build_demo_profile(profiles)
     env = dict(os.environ,
                DRIFT_MONITOR_BROKER=os.environ.get("DRIFT_MONITOR_BROKER", "kafka://127.0.0.1:9092"),
                DRIFT_MONITOR_PROFILES=str(profiles),
@@ -69,7 +64,7 @@ def main() -> int:
                                                           alerts, stop), daemon=True)
     reader.start()
     try:
-        produced = _produce(servers, env["DRIFT_MONITOR_PREDICTIONS_TOPIC"])
+        produced = produce_stream(servers, env["DRIFT_MONITOR_PREDICTIONS_TOPIC"])
         deadline = time.time() + WINDOW_SECONDS + 8
         while time.time() < deadline and worker.poll() is None:
             time.sleep(0.2)  # wall-clock wait for the last window to close (plus grace)
@@ -98,7 +93,20 @@ def main() -> int:
     return 0 if firing else 1
 
 
-def _produce(servers: list[str], topic: str) -> int:
+def build_demo_profile(directory: Path) -> None:
+    """The demo model's profile (churn v3) from the training data shipped in `demo/`."""
+    print("[demo] building the profile of model churn v3 from demo/churn_train.csv ...", flush=True)
+    profile = build_profile(ROOT / "demo" / "churn_train.csv", BuildOptions(
+        model="churn", version="3", predictions=("prediction",),
+        window_size=RATE * WINDOW_SECONDS))
+    profile.save(directory / "churn-3.json")
+    print(f"[demo] profile {profile.profile_id}: {len(profile.features)} features", flush=True)
+
+
+def produce_stream(servers: list[str], topic: str, *, windows: int = WINDOWS,
+                   rate: int = RATE) -> int:
+    """Prediction logs of model churn v3 at wall-clock time, `rate` records/s for `windows`
+    windows of WINDOW_SECONDS, drifted from window DRIFT_FROM on; keyed by model."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=servers, linger_ms=20, acks=1)
@@ -107,9 +115,9 @@ def _produce(servers: list[str], topic: str) -> int:
     while time.time() < start:
         time.sleep(0.05)
     produced = 0
-    print(f"[demo] producing {RATE} records/s for {WINDOWS} windows of {WINDOW_SECONDS}s; "
+    print(f"[demo] producing {rate} records/s for {windows} windows of {WINDOW_SECONDS}s; "
           f"drift from window {DRIFT_FROM + 1} on", flush=True)
-    for w in range(WINDOWS):
+    for w in range(windows):
         scenario = (Scenario(mean_shift=1.0, new_category_rate=0.05, language_switch_rate=0.5)
                     if w >= DRIFT_FROM else None)
         if w == DRIFT_FROM:
@@ -117,16 +125,33 @@ def _produce(servers: list[str], topic: str) -> int:
                   flush=True)
         for second in range(WINDOW_SECONDS):
             t = start + w * WINDOW_SECONDS + second
-            ts = t + np.sort(rng.uniform(0, 1, RATE))
-            for r in records(generate_columns(RATE, rng, scenario), model="churn", version="3",
+            ts = t + np.sort(rng.uniform(0, 1, rate))
+            for r in records(generate_columns(rate, rng, scenario), model="churn", version="3",
                              ts=ts, start_id=produced):
                 producer.send(topic, key=b"churn", value=json.dumps(r).encode())
-            produced += RATE
+            produced += rate
             producer.flush()
             while time.time() < t + 1:
                 time.sleep(0.02)
-    producer.flush()
+    producer.close()
     return produced
+
+
+def produce_main(windows: int, rate: int) -> int:
+    """`drift-monitor demo produce`: the demo stream into the configured Kafka (the Docker
+    stack's demo producer). Writes the demo profile into DRIFT_MONITOR_PROFILES first when it is
+    missing; the worker picks it up without a restart."""
+    from monitor.config import Settings
+
+    settings = Settings.from_env()
+    profiles = Path(settings.profiles)
+    profiles.mkdir(parents=True, exist_ok=True)
+    if not (profiles / "churn-3.json").exists():
+        build_demo_profile(profiles)
+    produced = produce_stream(bootstrap_servers(settings.broker), settings.predictions_topic,
+                              windows=windows, rate=rate)
+    print(f"[demo] produced {produced} records to {settings.predictions_topic}", flush=True)
+    return 0
 
 
 def _read_alerts(servers: list[str], topic: str, alerts: list[dict], stop: threading.Event) -> None:

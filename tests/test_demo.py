@@ -1,0 +1,36 @@
+"""`drift-monitor demo produce` (the Docker stack's demo producer) on the real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer
+
+from monitor.profile import Profile
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_produce_writes_the_profile_and_the_stream(services: None, tmp_path: Path) -> None:
+    topic = f"demo-test-{uuid.uuid4().hex[:8]}"
+    profiles = tmp_path / "profiles"
+    env = dict(os.environ, DRIFT_MONITOR_PREDICTIONS_TOPIC=topic,
+               DRIFT_MONITOR_BROKER="kafka://127.0.0.1:9092", DRIFT_MONITOR_PROFILES=str(profiles))
+    proc = subprocess.run([sys.executable, "-m", "monitor", "demo", "produce", "--windows", "1",
+                           "--rate", "20"], env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    profile = Profile.load(profiles / "churn-3.json")
+    assert (profile.model, profile.version) == ("churn", "3")
+    consumer = KafkaConsumer(topic, bootstrap_servers=["127.0.0.1:9092"], group_id=None,
+                             auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    records = [json.loads(m.value) for m in consumer]
+    consumer.close()
+    assert len(records) == 100  # 20 records/s for one 5-second window
+    assert {(r["model"], r["version"]) for r in records} == {("churn", "3")}
+    assert set(records[0]["features"]) == set(profile.schema) - {"prediction"}
