@@ -33,7 +33,7 @@ DRIFT_FROM = 7  # the first drifted window
 VM_URL = os.environ.get("DEMO_VM_URL", "http://127.0.0.1:8428")
 
 
-def main() -> int:
+def main(windows: int = WINDOWS, drift_from: int = DRIFT_FROM) -> int:
     run = time.strftime("%Y%m%d%H%M%S")
     started = time.time()
     work = ROOT / ".demo" / run
@@ -53,6 +53,8 @@ def main() -> int:
                DRIFT_MONITOR_GROUP=f"demo-{run}",
                DRIFT_MONITOR_INFLUX_URL=os.environ.get("DRIFT_MONITOR_INFLUX_URL", VM_URL),
                DRIFT_MONITOR_INFLUX_BUCKET="drift", DRIFT_MONITOR_INFLUX_ORG="drift")
+    _create_topic(bootstrap_servers(env["DRIFT_MONITOR_BROKER"]),
+                  env["DRIFT_MONITOR_PREDICTIONS_TOPIC"], partitions=4)
     log = (work / "worker.log").open("w")
     worker = subprocess.Popen([sys.executable, "-m", "monitor.worker"], env=env, cwd=work,
                               stdout=log, stderr=subprocess.STDOUT)
@@ -64,7 +66,8 @@ def main() -> int:
                                                           alerts, stop), daemon=True)
     reader.start()
     try:
-        produced = produce_stream(servers, env["DRIFT_MONITOR_PREDICTIONS_TOPIC"])
+        produced = produce_stream(servers, env["DRIFT_MONITOR_PREDICTIONS_TOPIC"],
+                                  windows=windows, drift_from=drift_from)
         deadline = time.time() + WINDOW_SECONDS + 8
         while time.time() < deadline and worker.poll() is None:
             time.sleep(0.2)  # wall-clock wait for the last window to close (plus grace)
@@ -104,9 +107,9 @@ def build_demo_profile(directory: Path) -> None:
 
 
 def produce_stream(servers: list[str], topic: str, *, windows: int = WINDOWS,
-                   rate: int = RATE) -> int:
+                   rate: int = RATE, drift_from: int = DRIFT_FROM) -> int:
     """Prediction logs of model churn v3 at wall-clock time, `rate` records/s for `windows`
-    windows of WINDOW_SECONDS, drifted from window DRIFT_FROM on; keyed by model."""
+    windows of WINDOW_SECONDS, drifted from window `drift_from` (0-based) on; keyed by model."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=servers, linger_ms=20, acks=1)
@@ -116,11 +119,11 @@ def produce_stream(servers: list[str], topic: str, *, windows: int = WINDOWS,
         time.sleep(0.05)
     produced = 0
     print(f"[demo] producing {rate} records/s for {windows} windows of {WINDOW_SECONDS}s; "
-          f"drift from window {DRIFT_FROM + 1} on", flush=True)
+          f"drift from window {drift_from + 1} on", flush=True)
     for w in range(windows):
         scenario = (Scenario(mean_shift=1.0, new_category_rate=0.05, language_switch_rate=0.5)
-                    if w >= DRIFT_FROM else None)
-        if w == DRIFT_FROM:
+                    if w >= drift_from else None)
+        if w == drift_from:
             print("[demo] >>> drift injected: age +1 std, state 'Canada' 5%, comment 50% French",
                   flush=True)
         for second in range(WINDOW_SECONDS):
@@ -152,6 +155,17 @@ def produce_main(windows: int, rate: int) -> int:
                               windows=windows, rate=rate)
     print(f"[demo] produced {produced} records to {settings.predictions_topic}", flush=True)
     return 0
+
+
+def _create_topic(servers: list[str], topic: str, *, partitions: int) -> None:
+    """The run's predictions topic (the worker requires it to exist; it creates the others)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=servers, client_id="drift-monitor-demo")
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        admin.close()
 
 
 def _read_alerts(servers: list[str], topic: str, alerts: list[dict], stop: threading.Event) -> None:

@@ -34,3 +34,17 @@ def test_demo_produce_writes_the_profile_and_the_stream(services: None, tmp_path
     assert len(records) == 100  # 20 records/s for one 5-second window
     assert {(r["model"], r["version"]) for r in records} == {("churn", "3")}
     assert set(records[0]["features"]) == set(profile.schema) - {"prediction"}
+
+
+def test_make_demo_main_job_ends_with_alerts_and_every_record_counted(services: None) -> None:
+    """The README's command one (`make demo` runs `python -m monitor.demo`), shortened to 8
+    windows with drift from the 5th: it exits 0 only when alerts fired."""
+    code = "from monitor.demo import main; raise SystemExit(main(windows=8, drift_from=4))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "FIRING" in out and "age/mean_shift" in out and "state/novelty_rate" in out
+    produced = int(out.split("records produced")[1].split()[0])
+    counted = int(out.split("records in windows")[1].split()[0])
+    assert produced == counted == 8 * 5 * 400
