@@ -46,7 +46,8 @@ def _rate(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="drift-monitor", description=__doc__)
+    parser = _Parser(prog="drift-monitor", description="Streaming drift monitoring for ML models "
+                     "whose predictions flow through Kafka.")
     parser.add_argument("--version", action="version", version=f"drift-monitor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
