@@ -40,6 +40,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from monitor.alerts import Alert
 from monitor.app import create_app
@@ -160,8 +161,12 @@ class DriftWorker:
         self._last_commit = now
         offsets = {TopicPartition(self.settings.predictions_topic, p): s.offset + 1
                    for p, s in self.partitions.items() if s.offset >= 0}
-        if offsets:
+        if not offsets:
+            return
+        try:
             await consumer.commit(offsets)
+        except KafkaError as exc:  # e.g. a rebalance in progress: the next commit catches up
+            log.warning("offset commit skipped: %r", exc)
 
     async def _fail(self, exc: BaseException) -> None:
         """Stop without acknowledging: the uncheckpointed records are read again on restart."""
