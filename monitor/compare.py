@@ -209,10 +209,12 @@ def compare_feature(profile: Profile, feature: FeatureProfile, summary: Summary,
 
 def _training_rate(profile: Profile, feature: FeatureProfile, check: str) -> float:
     t = feature.summary
+    # Never below one in the training count: a training set without nulls still does not
+    # prove that a single null is drift.
     if check == "null_rate":
-        return (t.nulls / t.records) if t.records else 0.0
+        return max(t.nulls / t.records, 1.0 / (t.records + 1)) if t.records else 0.0
     if check == "type_mismatch_rate":
-        return (t.mismatches / t.records) if t.records else 0.0
+        return max(t.mismatches / t.records, 1.0 / (t.records + 1)) if t.records else 0.0
     if check == "out_of_range_rate":
         # A new value falls outside the min and max of N training values with chance 2/(N+1).
         return 2.0 / (t.count + 1)

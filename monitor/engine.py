@@ -106,7 +106,9 @@ class Engine:
             late = starts < state.closed_before
             if late.any():
                 self.stats.late += int(late.sum())
-                self._open_window(state, float(starts.max())).late += int(late.sum())
+                # Counted on the newest open window (never on a closed one).
+                newest_open = max(float(starts.max()), state.closed_before)
+                self._open_window(state, newest_open).late += int(late.sum())
             for start in np.unique(starts[~late]):
                 index = np.flatnonzero(starts == start)
                 self._open_window(state, float(start)).update(group.take(index))
@@ -241,7 +243,8 @@ def _load_window(data: dict[str, Any], profile: Profile) -> WindowSummary | None
 
 
 def _rebase(window: WindowSummary, profile: Profile) -> WindowSummary:
-    """A window begun under an older profile: its counts survive, its summaries cannot."""
+    """A window begun under an older profile: its invalid and late counts survive; its records
+    (already in the engine's `records` count) cannot be compared with the new profile's bins."""
     fresh = WindowSummary(profile, window.start, window.end)
     fresh.invalid, fresh.late = window.invalid, window.late
     return fresh

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -93,7 +94,10 @@ class ParsedBatch:
         return sum(len(g) for g in self.groups.values())
 
 
-def parse_ts(value: Any) -> float:
+MAX_FUTURE_SECONDS = 86_400.0  # a ts further ahead of this machine's clock is an error
+
+
+def parse_ts(value: Any, latest: float | None = None) -> float:
     """Epoch seconds from a number (epoch seconds) or an ISO 8601 string (UTC when naive).
 
     >>> parse_ts(1764158400), parse_ts("2025-11-26T12:00:00Z"), parse_ts("2025-11-26T12:00:00.5+00:00")
@@ -103,18 +107,25 @@ def parse_ts(value: Any) -> float:
         ts = float(value)
         if not math.isfinite(ts):
             raise ValueError(f"ts is not finite: {value!r}")
+        limit = time.time() + MAX_FUTURE_SECONDS if latest is None else latest
+        if ts > limit:
+            # Epoch milliseconds, or a broken clock: one such record would hold every later
+            # window open, so it is refused.
+            raise ValueError(f"ts is more than a day in the future ({value!r}; epoch seconds "
+                             f"expected, not milliseconds)")
         return ts
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)
         except ValueError:
             try:
-                return parse_ts(float(value))
+                number = float(value)
             except ValueError:
                 raise ValueError(f"ts is neither ISO 8601 nor epoch seconds: {value[:64]!r}") from None
+            return parse_ts(number, latest)
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
+        return parse_ts(dt.timestamp(), latest)
     raise ValueError(f"ts must be a string or a number, got {type(value).__name__}")
 
 
@@ -133,7 +144,7 @@ def _decode(message: bytes) -> Any:
             raise ValueError(f"not valid JSON: {fast_error}") from None
 
 
-def _check_record(obj: Any) -> tuple[str, str, float, dict[str, Any], Any]:
+def _check_record(obj: Any, latest: float) -> tuple[str, str, float, dict[str, Any], Any]:
     """The parts of a valid record, or ValueError with the reason."""
     if type(obj) is not dict:
         raise ValueError(f"record is not a JSON object but {type(obj).__name__}")
@@ -148,7 +159,7 @@ def _check_record(obj: Any) -> tuple[str, str, float, dict[str, Any], Any]:
         raise ValueError("missing or empty 'version' (a string or number)")
     if "ts" not in obj:
         raise ValueError("missing 'ts'")
-    ts = parse_ts(obj["ts"])
+    ts = parse_ts(obj["ts"], latest)
     features = obj.get("features", {})
     if type(features) is not dict:
         raise ValueError(f"'features' must be an object, got {type(features).__name__}")
@@ -167,6 +178,7 @@ def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
     """
     batch = ParsedBatch()
     groups = batch.groups
+    latest = time.time() + MAX_FUTURE_SECONDS
     for message in messages:
         try:
             obj = _decode(message)
@@ -183,12 +195,13 @@ def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
                 features = item.get("features")
                 prediction = item.get("prediction")
                 if (type(model) is str and model and type(version) is str and version
-                        and type(ts) is float and ts - ts == 0.0 and type(features) is dict
+                        and type(ts) is float and ts - ts == 0.0 and ts <= latest
+                        and type(features) is dict
                         and type(prediction) is not list):
                     _group(groups, model, version).append(ts, features, prediction)
                     continue
             try:
-                model, version, ts, features, prediction = _check_record(item)
+                model, version, ts, features, prediction = _check_record(item, latest)
             except ValueError as exc:
                 raw = _encode_item(item) if items is obj else bytes(message)
                 name = item.get("model") if type(item) is dict else None

@@ -20,7 +20,7 @@ from scipy import stats
 from monitor.checks import CALIBRATED, LOWER_IS_WORSE, check_alpha, rate_bound
 from monitor.compare import feature_metrics
 from monitor.metrics import oov_baseline, text_metrics
-from monitor.profile import FeatureProfile, Profile
+from monitor.profile import TEXT_PROFILE_SAMPLE, FeatureProfile, Profile
 from monitor.schema import Kind
 from monitor.summaries import TextSummary
 from monitor.window import WindowSummary
@@ -109,6 +109,11 @@ def calibrate(profile: Profile, sample: dict[str, Any], rows: int,
                                  _oov_floor(feature, text_samples, window_n, alpha))
             else:
                 out[check] = fit_threshold(np.asarray(seen), alpha) * inflate ** exponent
+            if check == "language_tvd":
+                # A training sample in one language shows no spread at all; a few texts
+                # misidentified by the detector must not page: one in the sample count.
+                out[check] = max(out[check], rate_bound(
+                    1.0 / (TEXT_PROFILE_SAMPLE + 1), window_n, alpha))
         thresholds[name] = {k: _round(v) for k, v in out.items()}
     return thresholds
 

@@ -114,6 +114,7 @@ class DriftWorker:
         self._last_service_records = 0
 
         self.consumer: AIOKafkaConsumer | None = None
+        self._fetched: set[int] = set()
         self._last_commit = time.monotonic()
         self.app.task(self._consume)
         self.app.timer(TICK_SECONDS, name="drift-monitor-tick")(self._tick)
@@ -137,9 +138,12 @@ class DriftWorker:
             while not self.failed:
                 batches = await consumer.getmany(timeout_ms=int(TAKE_WITHIN_SECONDS * 1000),
                                                  max_records=settings.batch_size)
+                # Fetched but not yet folded in: the idle timer must not close these windows.
+                self._fetched = {tp.partition for tp in batches}
                 try:
                     for tp, records in batches.items():
                         await asyncio.shield(self._process(tp.partition, records))
+                        self._fetched.discard(tp.partition)
                     await self._commit_offsets()
                 except asyncio.CancelledError:
                     raise
@@ -160,7 +164,7 @@ class DriftWorker:
             return
         self._last_commit = now
         offsets = {TopicPartition(self.settings.predictions_topic, p): s.offset + 1
-                   for p, s in self.partitions.items() if s.offset >= 0}
+                   for p, s in self.partitions.items() if s.offset >= 0 and self._owns(p)}
         if not offsets:
             return
         try:
@@ -176,9 +180,17 @@ class DriftWorker:
         await self.app.crash(exc)
 
     async def _process(self, partition: int, records: list[Any]) -> None:
+        if not self._owns(partition):
+            return  # revoked while this batch was fetched: the new owner reads these records
         state = await self._partition(partition)
         async with state.lock:
-            await self._process_partition(partition, state, records)
+            if self.partitions.get(partition) is state:
+                await self._process_partition(partition, state, records)
+
+    def _owns(self, partition: int) -> bool:
+        consumer = self.consumer
+        tp = TopicPartition(self.settings.predictions_topic, partition)
+        return consumer is not None and tp in consumer.assignment()
 
     async def _partition(self, partition: int) -> PartitionState:
         state = self.partitions.get(partition)
@@ -305,7 +317,7 @@ class DriftWorker:
         grace = self.settings.grace_seconds
         if state.lock.locked() or time.monotonic() - state.last_record <= grace:
             return
-        if self._partition_lag(partition) != 0:
+        if partition in self._fetched or await self._unread(partition) != 0:
             return
         async with state.lock:
             if self.partitions.get(partition) is not state:
@@ -347,6 +359,22 @@ class DriftWorker:
         lags = [self._partition_lag(p) for p in assigned]
         return sum(lag for lag in lags if lag is not None)
 
+    async def _unread(self, partition: int) -> int | None:
+        """Records on `partition` past the consumer's position (transaction markers and
+        compaction gaps do not count, unlike with the last processed offset)."""
+        consumer = self.consumer
+        tp = TopicPartition(self.settings.predictions_topic, partition)
+        if consumer is None or tp not in consumer.assignment():
+            return None
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            return None
+        try:
+            position = await consumer.position(tp)
+        except Exception:  # not assigned any more, or no position yet
+            return None
+        return max(0, highwater - position)
+
     def _partition_lag(self, partition: int) -> int | None:
         """Records on `partition` beyond the last one processed, by the consumer's last known
         high watermark; None when no fetch has reported one yet."""
@@ -367,9 +395,12 @@ class DriftWorker:
         owner restores them from the checkpoints)."""
         await self._commit_offsets(force=True)
         for tp in revoked:
-            state = self.partitions.pop(tp.partition, None)
-            if state is not None:
-                log.info("partition %d revoked at offset %d", tp.partition, state.offset)
+            state = self.partitions.get(tp.partition)
+            if state is None:
+                continue
+            async with state.lock:  # let a batch or a timer step on it finish first
+                self.partitions.pop(tp.partition, None)
+            log.info("partition %d revoked at offset %d", tp.partition, state.offset)
 
     async def _on_shutdown(self, sender: Any = None, **kwargs: Any) -> None:
         log.info("shutting down: %d records processed, %d dead letters, %d windows evaluated",

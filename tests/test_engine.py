@@ -110,3 +110,23 @@ def test_checkpoint_restore_gives_the_same_windows(profile: Profile, rng) -> Non
     assert strip == [{k: v for k, v in r.items() if k != "features"} for r in straight]
     assert [r["features"]["age"]["metrics"]["mean"] for r in resumed] == \
         [r["features"]["age"]["metrics"]["mean"] for r in straight]
+
+
+def test_a_batch_of_only_late_records_does_not_stretch_the_next_window(profile: Profile, rng) -> None:
+    engine = _engine(profile)
+    out = _run(engine, [_messages(rng, 300, T0), _messages(rng, 300, T0 + 60),
+                        _messages(rng, 5, T0 + 1, span=5), _messages(rng, 300, T0 + 120)])
+    reports = [e.report for e in out if isinstance(e, Evaluated)]
+    assert [(r.start, r.end) for r in reports] == [(T0 + 60 * w, T0 + 60 * w + 60) for w in range(3)]
+    assert sum(r.late for r in reports) == 5
+
+
+def test_one_odd_value_in_a_clean_feature_does_not_page(profile: Profile, rng) -> None:
+    """Training had no nulls or strings in `tenure`; one of each in 1,000 records is noise."""
+    msgs = [json.loads(m) for m in _messages(rng, 1000, T0)]
+    msgs[0]["features"]["tenure"] = "n/a"
+    msgs[1]["features"]["tenure"] = None
+    out = _run(_engine(profile, trend=False), [[orjson.dumps(m) for m in msgs]])
+    report = next(e.report for e in out if isinstance(e, Evaluated))
+    assert report.features["tenure"].metrics["type_mismatch_rate"] == 0.001
+    assert not [f for f in report.features["tenure"].findings if f.severity >= 2]

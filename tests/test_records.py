@@ -23,6 +23,9 @@ GOOD = {"model": "churn", "version": "3", "ts": "2026-11-26T12:00:00.250Z", "id"
     (json.dumps({k: v for k, v in GOOD.items() if k != "ts"}).encode(), "missing 'ts'"),
     (json.dumps({**GOOD, "ts": "yesterday"}).encode(), "ts is neither ISO 8601 nor epoch"),
     (json.dumps({**GOOD, "ts": True}).encode(), "ts must be a string or a number"),
+    (json.dumps({**GOOD, "ts": 1764158400250}).encode(), "ts is more than a day in the future"),
+    (json.dumps({**GOOD, "ts": 1764158400250.0}).encode(), "ts is more than a day in the future"),
+    (json.dumps({**GOOD, "ts": "9999-01-01T00:00:00Z"}).encode(), "ts is more than a day in the future"),
     (json.dumps({**GOOD, "features": [1, 2]}).encode(), "'features' must be an object"),
     (json.dumps({**GOOD, "prediction": [0.1, 0.9]}).encode(), "'prediction' must be a number"),
 ])
