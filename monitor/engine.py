@@ -148,6 +148,10 @@ class Engine:
             if first:
                 out.append(no_profile_alert(key, self.watermark))
             return None
+        if key in self.unprofiled:  # the profile has arrived: the episode ends
+            self.unprofiled.pop(key)
+            out.append(no_profile_alert(key, self.watermark, status="resolved",
+                                        profile_id=profile.profile_id))
         if state is None:
             state = self.models[key] = ModelState(profile, tracker=AlertTracker(
                 resolve_after=self.config.resolve_after, trend=self.config.trend))
@@ -250,11 +254,17 @@ def _rebase(window: WindowSummary, profile: Profile) -> WindowSummary:
     return fresh
 
 
-def no_profile_alert(key: ModelKey, watermark: float) -> Alert:
+def no_profile_alert(key: ModelKey, watermark: float, *, status: str = "firing",
+                     profile_id: str = "") -> Alert:
+    """Records of a model/version without a profile (firing), or its profile arriving
+    (resolved, same alert id)."""
     model, version = key
     when = watermark if math.isfinite(watermark) else 0.0
-    return Alert(alert_id((model, version, "", "no_profile"), 0.0), "firing",
+    if status == "firing":
+        message = (f"[{model} v{version}] records arrive but no profile exists for this model "
+                   f"and version: they are counted, not monitored")
+    else:
+        message = f"[{model} v{version}] resolved: profile {profile_id} loaded, monitoring starts"
+    return Alert(alert_id((model, version, "", "no_profile"), 0.0), status,
                  str(Severity.WARNING), model, version, "", "no_profile", None, None,
-                 iso(when), iso(when), iso(when), "",
-                 f"[{model} v{version}] records arrive but no profile exists for this model "
-                 f"and version: they are counted, not monitored")
+                 iso(when), iso(when), iso(when), profile_id, message)

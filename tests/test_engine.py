@@ -130,3 +130,15 @@ def test_one_odd_value_in_a_clean_feature_does_not_page(profile: Profile, rng) -
     report = next(e.report for e in out if isinstance(e, Evaluated))
     assert report.features["tenure"].metrics["type_mismatch_rate"] == 0.001
     assert not [f for f in report.features["tenure"].findings if f.severity >= 2]
+
+
+def test_no_profile_alert_resolves_when_the_profile_arrives(profile: Profile, rng) -> None:
+    profiles: dict[tuple[str, str], Profile] = {}
+    engine = Engine(lambda m, v: profiles.get((m, v)),
+                    EngineConfig(window_seconds=60, grace_seconds=0, min_records=200))
+    out = engine.ingest(parse_messages(_messages(rng, 10, T0)))
+    profiles[("churn", "3")] = profile
+    out += engine.ingest(parse_messages(_messages(rng, 10, T0 + 1)))
+    events = [(a.check, a.status, a.alert_id) for a in out if isinstance(a, Alert)]
+    assert [e[:2] for e in events] == [("no_profile", "firing"), ("no_profile", "resolved")]
+    assert events[0][2] == events[1][2]
