@@ -3,7 +3,9 @@ nothing in between; and the slow-drift (`trend`) detectors fed with each window'
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import pickle
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -148,16 +150,10 @@ class AlertTracker:
 
     # -- checkpointing --------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
-        import base64
-        import pickle
-
         return {"open": [[list(k), asdict(e)] for k, e in self.open.items()],
                 "detectors": base64.b64encode(pickle.dumps(self.detectors)).decode()}
 
     def restore(self, state: dict[str, Any]) -> None:
-        import base64
-        import pickle
-
         self.open = {tuple(k): Episode(**e) for k, e in state.get("open", [])}  # type: ignore[misc]
         if state.get("detectors"):
             self.detectors = pickle.loads(base64.b64decode(state["detectors"]))

@@ -28,6 +28,8 @@ CALIBRATED: dict[Kind, dict[str, float]] = {
     Kind.CATEGORICAL: {"psi": 1.0, "js": 0.5, "chi2_p": 0.0},
     Kind.TEXT: {"length_psi": 1.0, "language_tvd": 0.5, "oov_rate": 0.5, "vocab_js": 0.5},
 }
+# Text checks computed on the window's sample of texts (their n is the sample size).
+SAMPLE_CHECKS = frozenset({"language_tvd", "oov_rate", "vocab_js"})
 # Checks where a *small* value is drift (p-values).
 LOWER_IS_WORSE = frozenset({"chi2_p"})
 # Rate checks: a binomial test of the window's rate against the training rate, at run time.

@@ -14,6 +14,7 @@ from typing import Any
 from monitor.checks import (
     CALIBRATED,
     RATE_CHECKS,
+    SAMPLE_CHECKS,
     Severity,
     check_alpha,
     rate_bound,
@@ -155,13 +156,13 @@ def feature_metrics(feature: FeatureProfile, summary: Summary,
 
 def sample_size_for(check: str, metrics: dict[str, Any]) -> int:
     """The number of values a check's statistic was computed on."""
-    if check in ("language_tvd", "oov_rate", "vocab_js"):
+    if check in SAMPLE_CHECKS:
         return int(metrics.get("sampled", 0))
     return int(metrics.get("count", 0))
 
 
 def calibrated_size(check: str, feature: FeatureProfile, profile: Profile) -> int:
-    if check in ("language_tvd", "oov_rate", "vocab_js"):
+    if check in SAMPLE_CHECKS:
         summary = feature.summary
         sample = summary.sample_size if isinstance(summary, TextSummary) else profile.window_size
         return min(profile.window_size, sample)

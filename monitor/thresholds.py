@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from monitor.checks import CALIBRATED, LOWER_IS_WORSE, check_alpha, rate_bound
+from monitor.checks import CALIBRATED, LOWER_IS_WORSE, SAMPLE_CHECKS, check_alpha, rate_bound
 from monitor.compare import feature_metrics
 from monitor.metrics import oov_baseline, text_metrics
 from monitor.profile import TEXT_PROFILE_SAMPLE, FeatureProfile, Profile
@@ -128,9 +128,6 @@ def _oov_floor(feature: FeatureProfile, text_samples: dict[str, TextSample], tex
     total = sum(sum(c.values()) for c in sample.tokens)
     p0 = max(oov_baseline(feature), 1.0 / (total + 1))
     return rate_bound(p0, max(1, round(texts * total / len(sample.tokens))), alpha)
-
-
-SAMPLE_CHECKS = frozenset({"language_tvd", "oov_rate", "vocab_js"})
 
 
 def text_window(feature: FeatureProfile, size: int) -> int:

@@ -124,7 +124,4 @@ class WindowSummary:
         return w
 
 
-def training_edge_rate(window: WindowSummary) -> float:
-    return window.edge_records / window.records if window.records else 0.0
-
 

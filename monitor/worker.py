@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import socket
 import sys
@@ -52,6 +51,7 @@ from monitor.metric_points import alert_points, report_points, service_point
 from monitor.metrics_sink import Sink, make_sink
 from monitor.profile_store import ProfileStore
 from monitor.records import InvalidRecord, parse_messages
+from monitor.report_text import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +78,8 @@ class Counters:
     skipped_redelivered: int = 0
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def alert_json(alert: Alert) -> bytes:
-    return json.dumps(_finite(alert.to_dict()), default=str, allow_nan=False).encode()
+    return json.dumps(jsonable(alert.to_dict()), default=str, allow_nan=False).encode()
 
 
 class DriftWorker:
