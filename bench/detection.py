@@ -1,7 +1,7 @@
 """Detection benchmark: false alarms without drift and detection delay per drift scenario.
 
 One profile from 200,000 synthetic training rows (window size 1000, default calibration); every
-window holds 1,000 records of `monitor.synthetic` traffic. Run: .venv/bin/python bench/detection.py [N]
+window holds 1,000 records of `monitor.demo.synthetic` traffic. Run: .venv/bin/python bench/detection.py [N]
 (N no-drift windows, default 1000). Writes bench/results/detection.json.
 """
 
@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from monitor import synthetic
-from monitor.alerts import AlertTracker
-from monitor.checks import Severity
-from monitor.compare import MODEL_LEVEL, WindowReport, compare
-from monitor.profile import Profile
-from monitor.profile_build import BuildOptions, build_profile
-from monitor.synthetic import Scenario
-from monitor.window import WindowSummary
+from monitor.demo import synthetic
+from monitor.demo.synthetic import Scenario
+from monitor.drift.checks import Severity
+from monitor.drift.evaluate import MODEL_LEVEL, WindowReport, compare
+from monitor.profile.build import BuildOptions, build_profile
+from monitor.profile.model import Profile
+from monitor.stream.alerts import AlertTracker
+from monitor.summaries.window import WindowSummary
 
 TRAINING_ROWS = 200_000
 WINDOW = 1_000

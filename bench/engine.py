@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from monitor import synthetic
-from monitor.compare import compare
-from monitor.profile import Profile
-from monitor.profile_build import BuildOptions, build_profile
-from monitor.records import parse_messages
-from monitor.window import WindowSummary
+from monitor.demo import synthetic
+from monitor.drift.evaluate import compare
+from monitor.ingest.records import parse_messages
+from monitor.profile.build import BuildOptions, build_profile
+from monitor.profile.model import Profile
+from monitor.summaries.window import WindowSummary
 
 BATCH = 1_000
 BATCHES = 20  # 20,000 records per timed run

@@ -1,4 +1,4 @@
-"""The whole pipeline on this machine with the broker local: one `python -m monitor.worker`
+"""The whole pipeline on this machine with the broker local: one `python -m monitor.service.worker`
 subprocess against the real Kafka (127.0.0.1:9092) and VictoriaMetrics (127.0.0.1:8428).
 
 1. throughput  N pre-produced records (16 features + prediction, 4 models keyed by model, one
@@ -50,10 +50,10 @@ import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from monitor.engine import EngineConfig
-from monitor.profile import Profile
-from monitor.profile_build import BuildOptions, build_profile
-from monitor.synthetic import Scenario, generate_columns, records, training_table, write_csv
+from monitor.demo.synthetic import Scenario, generate_columns, records, training_table, write_csv
+from monitor.profile.build import BuildOptions, build_profile
+from monitor.profile.model import Profile
+from monitor.stream.engine import EngineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "pipeline.json"
@@ -154,7 +154,7 @@ class Worker:
         self.spawned = time.time()
         self.prof = log_path.with_suffix(".prof") if CPROFILE else None
         prefix = ["-m", "cProfile", "-o", str(self.prof)] if self.prof else []
-        self.proc = subprocess.Popen([sys.executable, *prefix, "-m", "monitor.worker"],
+        self.proc = subprocess.Popen([sys.executable, *prefix, "-m", "monitor.service.worker"],
                                      cwd=ROOT, env=env, stdout=self._fh,
                                      stderr=subprocess.STDOUT)
         self._pos = 0

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.alerts import Alert
-from monitor.engine import Evaluated
-from monitor.profile_build import BuildOptions, build_profile
-from monitor.replay import open_engine, replay_events
-from monitor.report import feature_png
-from monitor.synthetic import Scenario, generate_columns, records
+from monitor.demo.synthetic import Scenario, generate_columns, records
+from monitor.outputs.html_report import feature_png
+from monitor.profile.build import BuildOptions, build_profile
+from monitor.stream.alerts import Alert
+from monitor.stream.engine import Evaluated
+from monitor.stream.replay import open_engine, replay_events
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.profile import Profile
-from monitor.profile_build import BuildOptions, build_profile
-from monitor.synthetic import training_table, write_csv
+from monitor.demo.synthetic import training_table, write_csv
+from monitor.profile.build import BuildOptions, build_profile
+from monitor.profile.model import Profile
 
 
 @pytest.fixture(scope="session")

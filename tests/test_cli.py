@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.cli import main
-from monitor.profile import Profile
-from monitor.synthetic import Scenario, generate_columns, records, score, write_csv
+from monitor.cli.main import main
+from monitor.demo.synthetic import Scenario, generate_columns, records, score, write_csv
+from monitor.profile.model import Profile
 
 
 def _batch_csv(path: Path, scenario: Scenario | None = None, n: int = 500) -> Path:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from monitor.dashboards import (
+from monitor.dashboards.build import (
     DATASOURCE,
     GRAFANA_MACROS,
     METRIC_CONTRACT,
@@ -132,7 +132,7 @@ def test_dashboards_cover_every_measurement_of_the_contract() -> None:
 
 def test_contract_is_what_the_worker_writes() -> None:
     """The names dashboards may query are a subset of what `metric_points` writes."""
-    from monitor.metric_points import METRICS
+    from monitor.outputs.line_protocol import METRICS
 
     for measurement, fields in METRIC_CONTRACT.items():
         assert fields <= METRICS[measurement], (measurement, fields - METRICS[measurement])

@@ -22,18 +22,18 @@ import numpy as np
 import orjson
 import pytest
 
-from monitor.dashboards import (
+from monitor.dashboards.build import (
     annotation_queries,
     iter_panels,
     load_dashboards,
     panel_queries,
     render_query,
 )
-from monitor.engine import Engine, EngineConfig, Evaluated
-from monitor.metric_points import METRICS, alert_points, report_points, service_point
-from monitor.profile import Profile
-from monitor.records import parse_messages
-from monitor.synthetic import Scenario, generate_columns, records
+from monitor.demo.synthetic import Scenario, generate_columns, records
+from monitor.ingest.records import parse_messages
+from monitor.outputs.line_protocol import METRICS, alert_points, report_points, service_point
+from monitor.profile.model import Profile
+from monitor.stream.engine import Engine, EngineConfig, Evaluated
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from monitor.profile import Profile
+from monitor.profile.model import Profile
 
 pytestmark = pytest.mark.integration
 
@@ -37,9 +37,9 @@ def test_demo_produce_writes_the_profile_and_the_stream(services: None, tmp_path
 
 
 def test_make_demo_main_job_ends_with_alerts_and_every_record_counted(services: None) -> None:
-    """The README's command one (`make demo` runs `python -m monitor.demo`), shortened to 8
+    """The README's command one (`make demo` runs `python -m monitor.demo.run`), shortened to 8
     windows with drift from the 5th: it exits 0 only when alerts fired."""
-    code = "from monitor.demo import main; raise SystemExit(main(windows=8, drift_from=4))"
+    code = "from monitor.demo.run import main; raise SystemExit(main(windows=8, drift_from=4))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, cwd=Path(__file__).resolve().parent.parent)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -7,12 +7,12 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from monitor.columns import numeric_column
-from monitor.distances import chi2_p_value, js_distance, psi, tvd
-from monitor.metrics import numeric_metrics
-from monitor.profile import FeatureProfile
-from monitor.profile_build import numeric_edges, psi_bins
-from monitor.schema import Kind
+from monitor.drift.distances import chi2_p_value, js_distance, psi, tvd
+from monitor.drift.metrics import numeric_metrics
+from monitor.ingest.columns import numeric_column
+from monitor.ingest.schema import Kind
+from monitor.profile.build import numeric_edges, psi_bins
+from monitor.profile.model import FeatureProfile
 from monitor.summaries import NumericSummary
 
 

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import orjson
 
-from monitor.alerts import Alert
-from monitor.engine import Engine, EngineConfig, Evaluated
-from monitor.profile import Profile
-from monitor.records import parse_messages
-from monitor.synthetic import Scenario, generate_columns, records
+from monitor.demo.synthetic import Scenario, generate_columns, records
+from monitor.ingest.records import parse_messages
+from monitor.profile.model import Profile
+from monitor.stream.alerts import Alert
+from monitor.stream.engine import Engine, EngineConfig, Evaluated
 
 T0 = 1_764_158_400.0
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from monitor.errors import InputError, ProfileError, UsageError
-from monitor.profile import Profile
-from monitor.profile_build import BuildOptions, build_profile
-from monitor.schema import Kind
+from monitor.ingest.schema import Kind
+from monitor.profile.build import BuildOptions, build_profile
+from monitor.profile.model import Profile
 
 
 def _opts(**kw) -> BuildOptions:
@@ -59,7 +59,7 @@ def test_loaded_profile_equals_saved_and_detects_edits(profile: Profile, tmp_pat
 def test_schema_file_overrides_inference(training_csv: Path, tmp_path: Path) -> None:
     schema = tmp_path / "schema.yaml"
     schema.write_text("rating: categorical\ncomment: categorical\n")
-    from monitor.schema import load_schema_file
+    from monitor.ingest.schema import load_schema_file
 
     p = build_profile(training_csv, _opts(schema=load_schema_file(schema)))
     assert p.schema["rating"] is Kind.CATEGORICAL and p.schema["comment"] is Kind.CATEGORICAL

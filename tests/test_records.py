@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from monitor.records import parse_messages, parse_ts
+from monitor.ingest.records import parse_messages, parse_ts
 
 GOOD = {"model": "churn", "version": "3", "ts": "2026-11-26T12:00:00.250Z", "id": "r1",
         "features": {"age": 41}, "prediction": 0.83}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.cli import main
-from monitor.profile_build import BuildOptions, build_profile
+from monitor.cli.main import main
+from monitor.profile.build import BuildOptions, build_profile
 
 
 def test_report_is_self_contained_html_with_plots(tmp_path: Path, capsys) -> None:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.columns import label_column, numeric_column
+from monitor.ingest.columns import label_column, numeric_column
 from monitor.summaries import CategoricalSummary, NumericSummary, TextSummary, summary_from_dict
 from monitor.summaries.categorical import MAX_TRACKED_UNSEEN
 

@@ -1,6 +1,6 @@
 """The Faust worker against the real local servers (Kafka 4 KRaft, VictoriaMetrics).
 
-Each test runs `python -m monitor.worker` as a subprocess on topics, a consumer group and model
+Each test runs `python -m monitor.service.worker` as a subprocess on topics, a consumer group and model
 names of its own, so tests neither see each other's data nor earlier runs' metrics.
 """
 
@@ -26,8 +26,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from monitor.checkpoint import decode
-from monitor.profile_build import BuildOptions, build_profile
+from monitor.profile.build import BuildOptions, build_profile
+from monitor.service.checkpoints import decode
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -126,7 +126,7 @@ def vm_export(metric: str, **labels: str) -> list[dict[str, Any]]:
 
 
 class Worker:
-    """`python -m monitor.worker` in a subprocess, its output in a log file."""
+    """`python -m monitor.service.worker` in a subprocess, its output in a log file."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.env = env
@@ -135,7 +135,7 @@ class Worker:
 
     def start(self) -> Worker:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "monitor.worker"], cwd=ROOT,
+            self.proc = subprocess.Popen([sys.executable, "-m", "monitor.service.worker"], cwd=ROOT,
                                          env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.wait_for("Worker]: Ready", 60)
         return self

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from monitor.columns import LabelColumn
 from monitor.errors import ProfileError
+from monitor.ingest.columns import LabelColumn
 
 MAX_TRACKED_UNSEEN = 1000
 
@@ -24,7 +24,7 @@ MAX_TRACKED_UNSEEN = 1000
 class CategoricalSummary:
     """Counts of a categorical feature over a fixed vocabulary.
 
-    >>> from monitor.columns import label_column
+    >>> from monitor.ingest.columns import label_column
     >>> s = CategoricalSummary(["CA", "NY"], complete=True)
     >>> s.update(label_column(["CA", "CA", "TX", None]))
     >>> s.counts.tolist(), s.unseen, s.nulls

@@ -12,15 +12,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from monitor.columns import NumericColumn
 from monitor.errors import ProfileError
+from monitor.ingest.columns import NumericColumn
 
 
 class NumericSummary:
     """Sufficient statistics of a numeric feature.
 
     >>> import numpy as np
-    >>> from monitor.columns import numeric_column
+    >>> from monitor.ingest.columns import numeric_column
     >>> edges = np.array([0.0, 1.0, 2.0])
     >>> a, b = NumericSummary(edges), NumericSummary(edges)
     >>> a.update(numeric_column([0.5, 1.5, None])); b.update(numeric_column([3.0, float("nan")]))

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from monitor.columns import LabelColumn
 from monitor.errors import ProfileError
+from monitor.ingest.columns import LabelColumn
 from monitor.summaries.numeric import NumericSummary
 
 SAMPLE_CHARS = 1000
@@ -35,7 +35,7 @@ def tokens(text: str) -> list[str]:
 class TextSummary:
     """Length, token count and a sample of a text feature.
 
-    >>> from monitor.columns import label_column
+    >>> from monitor.ingest.columns import label_column
     >>> s = TextSummary(length_edges=[1, 10, 100], token_edges=[1, 5, 20], seed=1)
     >>> s.update(label_column(["hello world", None, "a much longer text here"]))
     >>> s.count, s.nulls, s.length.mean, len(s.sample)

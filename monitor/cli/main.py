@@ -146,27 +146,27 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "replay":
         return _replay(args)
     if args.command == "worker":
-        from monitor.config import Settings
-        from monitor.worker import run_worker
+        from monitor.service.settings import Settings
+        from monitor.service.worker import run_worker
 
         return run_worker(Settings.from_env())
     if args.command == "alerts":
-        from monitor.alerts_tail import tail_alerts
+        from monitor.cli.alerts import tail_alerts
 
         return tail_alerts(as_json=args.json, from_beginning=args.from_beginning,
                            idle_timeout=args.timeout)
     if args.command == "dashboards":
-        from monitor.dashboards import push_dashboards
+        from monitor.dashboards.build import push_dashboards
 
         for uid in push_dashboards(args.url, args.token, include_datasource=args.datasource):
             print(f"pushed {uid}")
         return 0
     if args.command == "demo":
-        from monitor.demo import produce_main
+        from monitor.demo.run import produce_main
 
         return produce_main(args.windows, args.rate)
     if args.command == "report":
-        from monitor.report import write_report
+        from monitor.outputs.html_report import write_report
 
         path = write_report(args.logs, args.profiles, args.output, window_seconds=args.window)
         print(f"wrote {path}")
@@ -175,8 +175,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _profile_build(args: argparse.Namespace) -> int:
-    from monitor.profile_build import BuildOptions, build_profile, stderr_progress
-    from monitor.schema import load_schema_file
+    from monitor.ingest.schema import load_schema_file
+    from monitor.profile.build import BuildOptions, build_profile, stderr_progress
 
     opts = BuildOptions(
         model=args.model, version=args.model_version, predictions=tuple(args.prediction),
@@ -223,12 +223,12 @@ def _nested_numbers(data: Any, depth: int) -> bool:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from monitor.checks import Severity
-    from monitor.compare import compare
-    from monitor.profile import Profile
-    from monitor.readers import read_chunks
-    from monitor.report_text import format_table, jsonable
-    from monitor.window import WindowSummary
+    from monitor.drift.checks import Severity
+    from monitor.drift.evaluate import compare
+    from monitor.ingest.readers import read_chunks
+    from monitor.outputs.render import format_table, jsonable
+    from monitor.profile.model import Profile
+    from monitor.summaries.window import WindowSummary
 
     profile = Profile.load(args.profile)
     window = WindowSummary(profile)
@@ -247,7 +247,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from monitor.replay import replay_file
+    from monitor.stream.replay import replay_file
 
     summary = replay_file(args.logs, args.profiles, window_seconds=args.window,
                           grace_seconds=args.grace, min_records=args.min_records,

@@ -1,7 +1,7 @@
 """Prediction-log records: decode a batch of Kafka messages (or JSONL lines) and group the valid
 records by model and version; every invalid one comes back with its reason and original bytes.
 
-A record (DESIGN.md):
+A record (README.md, "Message formats"):
     {"model": "churn", "version": "3", "ts": "2026-11-26T12:00:00.250Z", "id": "req-8812",
      "features": {"age": 41, "state": "CA"}, "prediction": 0.83}
 One message holds one record or a JSON array of records.
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from monitor.schema import PREDICTION
+from monitor.ingest.schema import PREDICTION
 
 ModelKey = tuple[str, str]
 

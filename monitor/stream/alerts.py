@@ -12,8 +12,8 @@ from typing import Any
 
 from river.drift import PageHinkley
 
-from monitor.checks import Severity
-from monitor.compare import Finding, WindowReport
+from monitor.drift.checks import Severity
+from monitor.drift.evaluate import Finding, WindowReport
 
 AlertKey = tuple[str, str, str, str]  # model, version, feature, check
 

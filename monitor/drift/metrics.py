@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.distances import (
+from monitor.drift.distances import (
     chi2_p_value,
     js_distance,
     ks_from_histograms,
@@ -18,7 +18,7 @@ from monitor.distances import (
     tvd,
     wasserstein_from_histograms,
 )
-from monitor.profile import FeatureProfile, coarse
+from monitor.profile.model import FeatureProfile, coarse
 from monitor.summaries import CategoricalSummary, NumericSummary, TextSummary
 
 NEW_VALUES_SHOWN = 5

@@ -1,7 +1,7 @@
 r"""Window reports, alerts and worker counters as InfluxDB line protocol (pure).
 
 The measurement and field names are a contract: the Grafana dashboards query them (see
-`monitor.dashboards.METRIC_CONTRACT`, which must stay a subset of `METRICS`). Every numeric
+`monitor.dashboards.build.METRIC_CONTRACT`, which must stay a subset of `METRICS`). Every numeric
 field is written as a float (never an `i` integer), so one field never changes type between
 points, which InfluxDB would reject. Timestamps are nanoseconds; a window's points carry the
 window's end.
@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from monitor.alerts import Alert
-from monitor.checks import CALIBRATED, RATE_CHECKS, Severity
-from monitor.compare import WindowReport
-from monitor.profile import Profile
-from monitor.schema import Kind
+from monitor.drift.checks import CALIBRATED, RATE_CHECKS, Severity
+from monitor.drift.evaluate import WindowReport
+from monitor.ingest.schema import Kind
+from monitor.profile.model import Profile
+from monitor.stream.alerts import Alert
 
 _NUMERIC_METRICS = {
     "records", "count", "null_rate", "type_mismatch_rate", "nonfinite_rate", "training_mean",

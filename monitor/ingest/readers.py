@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from monitor.columns import NumericColumn
 from monitor.errors import InputError
-from monitor.records import RecordGroup, parse_messages
-from monitor.schema import PREDICTION
+from monitor.ingest.columns import NumericColumn
+from monitor.ingest.records import RecordGroup, parse_messages
+from monitor.ingest.schema import PREDICTION
 
 Chunk = dict[str, Any]
 CHUNK_ROWS = 65_536

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from monitor.alerts import Alert
-from monitor.engine import Engine, EngineConfig, Evaluated
 from monitor.errors import InputError, UsageError
-from monitor.profile_store import ProfileStore
-from monitor.readers import check_readable, jsonl_batches
-from monitor.records import parse_messages
-from monitor.report_text import jsonable
+from monitor.ingest.readers import check_readable, jsonl_batches
+from monitor.ingest.records import parse_messages
+from monitor.outputs.render import jsonable
+from monitor.profile.store import ProfileStore
+from monitor.stream.alerts import Alert
+from monitor.stream.engine import Engine, EngineConfig, Evaluated
 
 BATCH_LINES = 5000
 

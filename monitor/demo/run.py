@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.alerts_tail import bootstrap_servers
-from monitor.profile_build import BuildOptions, build_profile
-from monitor.report_text import format_alert
-from monitor.synthetic import Scenario, generate_columns, records
+from monitor.cli.alerts import bootstrap_servers
+from monitor.demo.synthetic import Scenario, generate_columns, records
+from monitor.outputs.render import format_alert
+from monitor.profile.build import BuildOptions, build_profile
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WINDOW_SECONDS = 5
 RATE = 400  # records per second
 WINDOWS = 16
@@ -56,7 +56,7 @@ def main(windows: int = WINDOWS, drift_from: int = DRIFT_FROM) -> int:
     _create_topic(bootstrap_servers(env["DRIFT_MONITOR_BROKER"]),
                   env["DRIFT_MONITOR_PREDICTIONS_TOPIC"], partitions=4)
     log = (work / "worker.log").open("w")
-    worker = subprocess.Popen([sys.executable, "-m", "monitor.worker"], env=env, cwd=work,
+    worker = subprocess.Popen([sys.executable, "-m", "monitor.service.worker"], env=env, cwd=work,
                               stdout=log, stderr=subprocess.STDOUT)
     print(f"[demo] worker started (log: {work / 'worker.log'})", flush=True)
     alerts: list[dict] = []
@@ -144,7 +144,7 @@ def produce_main(windows: int, rate: int) -> int:
     """`drift-monitor demo produce`: the demo stream into the configured Kafka (the Docker
     stack's demo producer). Writes the demo profile into DRIFT_MONITOR_PROFILES first when it is
     missing; the worker picks it up without a restart."""
-    from monitor.config import Settings
+    from monitor.service.settings import Settings
 
     settings = Settings.from_env()
     profiles = Path(settings.profiles)

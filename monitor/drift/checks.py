@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from scipy import stats
 
-from monitor.schema import Kind
+from monitor.ingest.schema import Kind
 
 
 class Severity(IntEnum):

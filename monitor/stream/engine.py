@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from monitor.alerts import Alert, AlertTracker, alert_id, iso
-from monitor.checks import Severity
-from monitor.compare import Overrides, WindowReport, compare
-from monitor.profile import Profile
-from monitor.records import ModelKey, ParsedBatch
-from monitor.window import WindowSummary
+from monitor.drift.checks import Severity
+from monitor.drift.evaluate import Overrides, WindowReport, compare
+from monitor.ingest.records import ModelKey, ParsedBatch
+from monitor.profile.model import Profile
+from monitor.stream.alerts import Alert, AlertTracker, alert_id, iso
+from monitor.summaries.window import WindowSummary
 
 ProfileLookup = Callable[[str, str], Profile | None]
 

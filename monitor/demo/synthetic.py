@@ -100,7 +100,7 @@ def score(columns: dict[str, list[Any]]) -> list[float | None]:
 
 def records(columns: dict[str, list[Any]], *, model: str, version: str, ts: np.ndarray,
             start_id: int = 0) -> list[dict[str, Any]]:
-    """Prediction-log records (DESIGN.md format) from columns and per-record timestamps."""
+    """Prediction-log records (the format in README.md, "Message formats") from columns and per-record timestamps."""
     names = list(columns)
     preds = score(columns)
     n = len(ts)

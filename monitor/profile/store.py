@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from monitor.errors import ProfileError, UsageError
-from monitor.profile import Profile
+from monitor.profile.model import Profile
 
 log = logging.getLogger(__name__)
 

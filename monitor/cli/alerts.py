@@ -6,9 +6,9 @@ import json
 import sys
 import time
 
-from monitor.config import Settings
 from monitor.errors import ServiceError
-from monitor.report_text import format_alert
+from monitor.outputs.render import format_alert
+from monitor.service.settings import Settings
 
 
 def bootstrap_servers(broker: str) -> list[str]:

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from monitor.columns import NumericColumn, label_column, numeric_column
-from monitor.profile import Profile, empty_summary
-from monitor.records import RecordGroup
-from monitor.schema import Kind
+from monitor.ingest.columns import NumericColumn, label_column, numeric_column
+from monitor.ingest.records import RecordGroup
+from monitor.ingest.schema import Kind
+from monitor.profile.model import Profile, empty_summary
 from monitor.summaries import NumericSummary, Summary, summary_from_dict
 
 EDGE_NULL_SHARE = 0.95  # a record with at least this share of its features null is an edge record

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from monitor.alerts import Alert
-from monitor.compare import WindowReport
-from monitor.engine import Evaluated
+from monitor.drift.evaluate import WindowReport
 from monitor.errors import InputError
-from monitor.replay import open_engine, replay_events
+from monitor.stream.alerts import Alert
+from monitor.stream.engine import Evaluated
+from monitor.stream.replay import open_engine, replay_events
 
 PANELS = {
     "numeric": [("mean", "mean vs training (band: training min..max)"), ("psi", "PSI"),

@@ -1,4 +1,4 @@
-"""The Faust application (only the App: the consumer task and timers live in `monitor.worker`)."""
+"""The Faust application (only the App: the consumer task and timers live in `monitor.service.worker`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import faust
 from faust.app.base import BootStrategy
 
-from monitor.config import Settings
+from monitor.service.settings import Settings
 
 
 class _ServiceBoot(BootStrategy):
@@ -26,7 +26,7 @@ def create_app(settings: Settings) -> faust.App:
     """The App hosting one worker: its service lifecycle, signals, timers and the batch consumer
     task. The predictions consumer group (`settings.group`) belongs to that task, so the App's
     own id is kept apart from it. Exactly-once window counts come from our own checkpoints
-    (`monitor.checkpoint`), not from Faust's `exactly_once`."""
+    (`monitor.service.checkpoints`), not from Faust's `exactly_once`."""
     return DriftApp(
         f"{settings.group}-service",
         broker=settings.broker,

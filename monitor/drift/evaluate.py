@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.checks import (
+from monitor.drift.checks import (
     CALIBRATED,
     RATE_CHECKS,
     SAMPLE_CHECKS,
@@ -22,12 +22,12 @@ from monitor.checks import (
     scaled_threshold,
     statistic_severity,
 )
-from monitor.language import language_counts
-from monitor.metrics import categorical_metrics, numeric_metrics, oov_baseline, text_metrics
-from monitor.profile import TEXT_PROFILE_SAMPLE, FeatureProfile, Profile
-from monitor.schema import Kind
+from monitor.drift.metrics import categorical_metrics, numeric_metrics, oov_baseline, text_metrics
+from monitor.ingest.schema import Kind
+from monitor.profile.language import language_counts
+from monitor.profile.model import TEXT_PROFILE_SAMPLE, FeatureProfile, Profile
 from monitor.summaries import CategoricalSummary, NumericSummary, Summary, TextSummary
-from monitor.window import WindowSummary
+from monitor.summaries.window import WindowSummary
 
 MODEL_LEVEL = ""  # the `feature` of a finding about the whole model
 LanguageCounter = Callable[[Iterable[str]], Counter[str]]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from monitor.errors import ProfileError
-from monitor.schema import Kind
+from monitor.ingest.schema import Kind
 from monitor.summaries import (
     CategoricalSummary,
     NumericSummary,

@@ -19,16 +19,16 @@ from typing import Any
 import numpy as np
 
 from monitor import __version__
-from monitor.columns import NumericColumn, label_column, numeric_column
 from monitor.errors import InputError, UsageError
-from monitor.language import detect
-from monitor.profile import TEXT_PROFILE_SAMPLE, FeatureProfile, Profile
-from monitor.readers import check_readable, file_sha256, read_chunks
-from monitor.schema import Kind, infer_kind
+from monitor.ingest.columns import NumericColumn, label_column, numeric_column
+from monitor.ingest.readers import check_readable, file_sha256, read_chunks
+from monitor.ingest.schema import Kind, infer_kind
+from monitor.profile.calibrate import OTHER_TOKEN, TextSample, calibrate
+from monitor.profile.language import detect
+from monitor.profile.model import TEXT_PROFILE_SAMPLE, FeatureProfile, Profile
 from monitor.summaries import CategoricalSummary, NumericSummary, TextSummary
 from monitor.summaries.text import DEFAULT_SAMPLE_SIZE, tokens
-from monitor.thresholds import OTHER_TOKEN, TextSample, calibrate
-from monitor.window import WindowSummary
+from monitor.summaries.window import WindowSummary
 
 LABEL_COUNT_CAP = 200_000  # distinct values counted per column before it is called high-cardinality
 TEXT_VOCABULARY = 1_000  # top tokens kept per text feature

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from monitor.compare import WindowReport
+from monitor.drift.evaluate import WindowReport
 
 _COLUMNS = {
     "numeric": ("null_rate", "out_of_range_rate", "mean", "mean_shift", "psi", "js", "ks",

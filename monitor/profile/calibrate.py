@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from monitor.checks import CALIBRATED, LOWER_IS_WORSE, SAMPLE_CHECKS, check_alpha, rate_bound
-from monitor.compare import feature_metrics
-from monitor.metrics import oov_baseline, text_metrics
-from monitor.profile import TEXT_PROFILE_SAMPLE, FeatureProfile, Profile
-from monitor.schema import Kind
+from monitor.drift.checks import CALIBRATED, LOWER_IS_WORSE, SAMPLE_CHECKS, check_alpha, rate_bound
+from monitor.drift.evaluate import feature_metrics
+from monitor.drift.metrics import oov_baseline, text_metrics
+from monitor.ingest.schema import Kind
+from monitor.profile.model import TEXT_PROFILE_SAMPLE, FeatureProfile, Profile
 from monitor.summaries import TextSummary
-from monitor.window import WindowSummary
+from monitor.summaries.window import WindowSummary
 
 OTHER_TOKEN = "\x00other"  # key for out-of-vocabulary tokens in a resampled token count
 
@@ -154,7 +154,7 @@ def _round(x: float) -> float:
 
 
 def _take(column: Any, index: np.ndarray) -> Any:
-    from monitor.columns import NumericColumn
+    from monitor.ingest.columns import NumericColumn
 
     if isinstance(column, NumericColumn):
         return NumericColumn(column.values[index], column.null[index], column.mismatch[index])

@@ -5,7 +5,7 @@ Guarantees (DESIGN.md, "Exactly-once counts without trusting Faust's exactly_onc
 
 * Window state is exactly-once per record. For each batch and partition, the worker folds the
   new records in, sends the batch's dead letters and alerts and writes the partition's
-  checkpoint (`monitor.checkpoint`, acks=all, awaited); consumer offsets are committed later,
+  checkpoint (`monitor.service.checkpoints`, acks=all, awaited); consumer offsets are committed later,
   and only up to checkpointed offsets. After a kill or a rebalance the engine is restored from
   the checkpoint and every record at or below the checkpointed offset is skipped.
 * Alerts and dead letters are at-least-once: they are sent before the checkpoint, so a kill
@@ -41,17 +41,17 @@ import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from monitor.alerts import Alert
-from monitor.app import create_app
-from monitor.checkpoint import KafkaIO, ensure_topics
-from monitor.config import Settings
-from monitor.engine import Engine, EngineConfig, Evaluated
 from monitor.errors import MonitorError
-from monitor.metric_points import alert_points, report_points, service_point
-from monitor.metrics_sink import Sink, make_sink
-from monitor.profile_store import ProfileStore
-from monitor.records import InvalidRecord, parse_messages
-from monitor.report_text import jsonable
+from monitor.ingest.records import InvalidRecord, parse_messages
+from monitor.outputs.influx_sink import Sink, make_sink
+from monitor.outputs.line_protocol import alert_points, report_points, service_point
+from monitor.outputs.render import jsonable
+from monitor.profile.store import ProfileStore
+from monitor.service.app import create_app
+from monitor.service.checkpoints import KafkaIO, ensure_topics
+from monitor.service.settings import Settings
+from monitor.stream.alerts import Alert
+from monitor.stream.engine import Engine, EngineConfig, Evaluated
 
 log = logging.getLogger(__name__)
 
