@@ -99,26 +99,43 @@ def wasserstein_from_histograms(edges: np.ndarray, expected: np.ndarray, actual:
     return float(total + area.sum())
 
 
-def chi2_p_value(expected_counts: np.ndarray, observed: np.ndarray,
-                 floor: float = PSI_FLOOR, min_expected: float = 5.0) -> float:
-    """Chi-square goodness-of-fit p-value of `observed` counts against the proportions of
-    `expected_counts` (floored, so that a bin unseen in training can still be tested). Bins whose
-    expected count is below `min_expected` are pooled into one, as the test requires.
+EXACT_RESAMPLES = 20_000  # Monte Carlo tables of the exact test (p-value resolution 5e-5)
+
+
+def contingency_p_value(training: np.ndarray, window: np.ndarray, *,
+                        min_expected: float = 5.0) -> float:
+    """Two-sample test of training counts against window counts over the same bins: do both
+    come from one distribution? Both samples are noisy (unlike a goodness-of-fit test against
+    the training shares). Bins with small expected counts are pooled into one (Cochran's rule);
+    a table that still has an expected count below `min_expected` (small windows) gets Fisher's
+    exact test (2 x 2) or its Monte Carlo version over random tables with the same margins
+    (larger tables; fixed seed, so the same input gives the same p-value); otherwise scipy's
+    `chi2_contingency`.
+
+    >>> round(contingency_p_value(np.array([500, 500]), np.array([50, 50])), 3)
+    1.0
+    >>> contingency_p_value(np.array([500, 500]), np.array([100, 0])) < 1e-20
+    True
     """
-    observed = np.asarray(observed, dtype=np.float64)
-    n = observed.sum()
-    if n == 0:
+    t = np.asarray(training, dtype=np.int64)
+    w = np.asarray(window, dtype=np.int64)
+    keep = (t + w) > 0
+    t, w = t[keep], w[keep]
+    if t.size < 2 or t.sum() == 0 or w.sum() == 0:
         return 1.0
-    p = np.maximum(proportions(expected_counts), floor)
-    p = p / p.sum()
-    exp = p * n
-    small = exp < min_expected
-    if small.any():
-        exp = np.append(exp[~small], exp[small].sum())
-        observed = np.append(observed[~small], observed[small].sum())
-        if exp[-1] == 0:
-            exp, observed = exp[:-1], observed[:-1]
-    if len(exp) < 2:
-        return 1.0
-    statistic = float(((observed - exp) ** 2 / exp).sum())
-    return float(stats.chi2.sf(statistic, len(exp) - 1))
+    table = np.vstack((t, w))
+    small = (_expected(table) < min_expected).any(axis=0)
+    if small.any() and (~small).sum() >= 1:
+        pooled = np.hstack((table[:, ~small], table[:, small].sum(axis=1, keepdims=True)))
+        if pooled.shape[1] >= 2:
+            table = pooled
+    if (_expected(table) >= min_expected).all():
+        return float(stats.chi2_contingency(table).pvalue)
+    if table.shape[1] == 2:
+        return float(stats.fisher_exact(table).pvalue)
+    method = stats.MonteCarloMethod(n_resamples=EXACT_RESAMPLES, rng=np.random.default_rng(0))
+    return float(stats.fisher_exact(table, method=method).pvalue)
+
+
+def _expected(table: np.ndarray) -> np.ndarray:
+    return np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()

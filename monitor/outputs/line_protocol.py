@@ -23,37 +23,22 @@ from typing import Any
 
 import numpy as np
 
-from monitor.drift.checks import CALIBRATED, RATE_CHECKS, Severity
+from monitor.drift.checks import Severity
 from monitor.drift.evaluate import WindowReport
+from monitor.drift.metrics import DESCRIPTIVE
+from monitor.drift.registry import checks_for, threshold_fields
 from monitor.ingest.schema import Kind
 from monitor.profile.model import Profile
 from monitor.stream.alerts import Alert
 
-_NUMERIC_METRICS = {
-    "records", "count", "null_rate", "type_mismatch_rate", "nonfinite_rate", "training_mean",
-    "training_min", "training_max", "out_of_range_rate", "out_of_range_count", "min", "max",
-    "mean", "std", "mean_shift", "mean_z", "psi", "js", "ks", "wasserstein",
-}  # fmt: skip
-_CATEGORICAL_METRICS = {
-    "records", "count", "null_rate", "type_mismatch_rate", "novelty_rate", "novelty_count",
-    "psi", "js", "chi2_p", "new_values",
-}  # fmt: skip
-_TEXT_METRICS = {
-    "records", "count", "null_rate", "type_mismatch_rate", "training_length_mean", "sampled",
-    "length_mean", "token_mean", "length_z", "length_psi", "language_tvd",
-    "unseen_language_rate", "oov_rate", "vocab_js",
-}  # fmt: skip
-_THRESHOLDS = {
-    f"threshold_{check}"
-    for kind in Kind
-    for check in (*CALIBRATED.get(kind, {}), *RATE_CHECKS.get(kind, ()))
-}
+# Every check of the registry is a field, with its threshold as `threshold_<check>`.
+_FEATURE_FIELDS = frozenset().union(
+    *(DESCRIPTIVE[kind] | set(checks_for(kind)) for kind in Kind)) | threshold_fields()
 
 # Measurement -> every field name the worker writes. Dashboards may query only these.
 METRICS: dict[str, frozenset[str]] = {
     "drift_feature": frozenset(
-        _NUMERIC_METRICS | _CATEGORICAL_METRICS | _TEXT_METRICS | _THRESHOLDS
-        | {"severity", "worst_check"}),
+        _FEATURE_FIELDS | {"severity", "worst_check"}),
     "drift_language": frozenset({"share", "training_share"}),
     "drift_window": frozenset({
         "records", "invalid_records", "late_records", "edge_record_rate", "alerts_firing",

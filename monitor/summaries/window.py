@@ -28,7 +28,10 @@ class WindowSummary:
     __slots__ = ("profile", "start", "end", "records", "invalid", "late", "edge_records",
                  "features", "seen_features", "_far")
 
-    def __init__(self, profile: Profile, start: float = 0.0, end: float = 0.0) -> None:
+    def __init__(self, profile: Profile, start: float = 0.0, end: float = 0.0, *,
+                 text_sample: int | None = None, seed: int = 0) -> None:
+        """`text_sample` texts are kept per text feature (default: the profile's window sample
+        size; the training summary keeps more), sampled with `seed`."""
         self.profile = profile
         self.start = start
         self.end = end
@@ -37,7 +40,8 @@ class WindowSummary:
         self.late = 0
         self.edge_records = 0
         self.features: dict[str, Summary] = {
-            name: empty_summary(f) for name, f in profile.features.items()}
+            name: empty_summary(f, text_sample=text_sample, seed=seed)
+            for name, f in profile.features.items()}
         self.seen_features: set[str] = set()
         self._far = {name: f.far_bounds for name, f in profile.features.items()}
 
