@@ -32,37 +32,28 @@ from grafana_client.client import (
     GrafanaUnauthorizedError,
 )
 
+from monitor.drift.registry import checks_for
 from monitor.errors import InputError, ServiceError, UsageError
+from monitor.ingest.schema import Kind
 
 DATASOURCE_UID = "drift-influxdb"
 DATASOURCE = {"type": "influxdb", "uid": DATASOURCE_UID}
 DEFAULT_DIRECTORY = Path("dashboards")
 DATASOURCE_PROVISIONING = Path("provisioning") / "datasources" / "drift.yaml"
 
-_COMMON_FEATURE_FIELDS = frozenset(
-    {"records", "null_rate", "type_mismatch_rate", "severity", "worst_check", "threshold_null_rate"}
-)
+_COMMON_FEATURE_FIELDS = frozenset({"records", "severity", "worst_check"})
+# Per kind: descriptive fields the panels use, and every check of the registry with its
+# threshold (a new check is queryable without touching this file).
+_PANEL_FIELDS: dict[Kind, frozenset[str]] = {
+    Kind.NUMERIC: frozenset({"min", "max", "mean", "training_mean", "training_min", "training_max"}),
+    Kind.CATEGORICAL: frozenset({"new_values"}),
+    Kind.TEXT: frozenset({"length_mean", "training_length_mean"}),
+}
 FEATURE_FIELDS_BY_KIND: dict[str, frozenset[str]] = {
-    "numeric": _COMMON_FEATURE_FIELDS
-    | {
-        "out_of_range_rate", "min", "max", "mean", "mean_shift", "psi", "js", "ks",
-        "wasserstein", "training_mean", "training_min", "training_max",
-        "threshold_psi", "threshold_js", "threshold_ks", "threshold_wasserstein",
-        "threshold_mean_shift",
-    },
-    "categorical": _COMMON_FEATURE_FIELDS
-    | {
-        "novelty_rate", "psi", "js", "chi2_p", "new_values",
-        "threshold_psi", "threshold_js", "threshold_novelty_rate", "threshold_chi2_p",
-    },
-    "text": _COMMON_FEATURE_FIELDS
-    | {
-        "length_mean", "training_length_mean", "length_psi", "language_tvd",
-        "unseen_language_rate", "oov_rate", "vocab_js",
-        "threshold_length_psi", "threshold_language_tvd", "threshold_oov_rate",
-        "threshold_vocab_js",
-    },
-}  # fmt: skip
+    str(kind): _COMMON_FEATURE_FIELDS | _PANEL_FIELDS[kind]
+    | {f for c in checks_for(kind) for f in (c, f"threshold_{c}")}
+    for kind in Kind
+}
 
 # Measurement -> fields the worker writes. The one list dashboards may query.
 METRIC_CONTRACT: dict[str, frozenset[str]] = {
