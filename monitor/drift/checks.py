@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Any
 
+import numpy as np
+
 from monitor.drift.nulls import effective_size, ks_critical, rate_bound, smallest_size
 from monitor.ingest.schema import Kind
 from monitor.profile.model import FeatureProfile
@@ -169,6 +171,14 @@ class Distance(Check):
     baseline: Callable[[CheckInput], float] = lambda inp: 0.0
     bound: Callable[[CheckInput, float, int], float] | None = None
     power: bool = False  # report the smallest mean shift found with 80% power
+    # For calibration by Monte Carlo in small windows, where a null is far from its asymptotic
+    # shape (an empty bin, one far value): `bins` gives the (training, window) counts a binned
+    # statistic `on_counts(training, window rows)` is computed on; `on_values(window rows,
+    # reference values)` is the statistic on raw values, measured between halves of the
+    # training sample, which shows what resampling cannot: values beyond the reference's range.
+    bins: Callable[[CheckInput], tuple[np.ndarray, np.ndarray] | None] | None = None
+    on_counts: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    on_values: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
     def limit(self, inp: CheckInput, alpha: float, floor: float | None = None) -> Limit:
         curve = inp.feature.nulls.get(self.name)

@@ -7,6 +7,8 @@ which is what lets them run on mergeable summaries instead of raw values.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import stats
 
@@ -14,24 +16,32 @@ PSI_FLOOR = 1e-4
 
 
 def proportions(counts: np.ndarray) -> np.ndarray:
+    """Counts over the last axis as shares (all zeros where there are none)."""
     counts = np.asarray(counts, dtype=np.float64)
-    total = counts.sum()
-    return counts / total if total > 0 else np.zeros_like(counts)
+    total = counts.sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, counts / np.where(total > 0, total, 1.0), 0.0)
 
 
-def psi(expected: np.ndarray, actual: np.ndarray, floor: float = PSI_FLOOR) -> float:
-    """Population Stability Index, proportions floored at `floor`.
+def psi(expected: np.ndarray, actual: np.ndarray, floor: float = PSI_FLOOR) -> Any:
+    """Population Stability Index, proportions floored at `floor` (one value per row of a 2-D
+    `actual`).
 
     >>> round(psi(np.array([50, 50]), np.array([60, 40])), 4)
     0.0405
     """
     p = np.maximum(proportions(expected), floor)
     q = np.maximum(proportions(actual), floor)
-    return float(np.sum((q - p) * np.log(q / p)))
+    return _scalar(np.sum((q - p) * np.log(q / p), axis=-1))
 
 
-def js_distance(p_counts: np.ndarray, q_counts: np.ndarray) -> float:
-    """Jensen-Shannon distance, base 2 (0 = same distribution, 1 = disjoint).
+def _scalar(values: np.ndarray) -> Any:
+    return float(values) if np.ndim(values) == 0 else values
+
+
+def js_distance(p_counts: np.ndarray, q_counts: np.ndarray) -> Any:
+    """Jensen-Shannon distance, base 2 (0 = same distribution, 1 = disjoint); one value per row
+    of a 2-D `q_counts`.
 
     >>> js_distance(np.array([1, 0]), np.array([0, 1]))
     1.0
@@ -40,9 +50,9 @@ def js_distance(p_counts: np.ndarray, q_counts: np.ndarray) -> float:
     q = proportions(q_counts)
     m = (p + q) / 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum()
-        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum()
-    return float(np.sqrt(max(0.0, (kl_p + kl_q) / 2)))
+        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum(axis=-1)
+        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum(axis=-1)
+    return _scalar(np.sqrt(np.maximum(0.0, (kl_p + kl_q) / 2)))
 
 
 def tvd(p_counts: np.ndarray, q_counts: np.ndarray) -> float:
@@ -97,6 +107,24 @@ def wasserstein_from_histograms(edges: np.ndarray, expected: np.ndarray, actual:
         area_cross = width * (left**2 + right**2) / (2 * denom)
     area = np.where(same_sign, area_same, np.where(denom > 0, area_cross, 0.0))
     return float(total + area.sum())
+
+
+def wasserstein_rows(windows: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """W1 between each row of `windows` (raw values) and the `reference` values, as the mean
+    gap between their quantile functions on a grid finer than the windows' steps.
+
+    >>> rows = np.array([[0.0, 1.0], [1.0, 2.0]])
+    >>> wasserstein_rows(rows, np.array([0.0, 1.0])).round(3).tolist()
+    [0.0, 1.0]
+    """
+    windows = np.sort(np.atleast_2d(windows), axis=1)
+    n = windows.shape[1]
+    steps = max(100, 2 * n)
+    grid = (np.arange(steps) + 0.5) / steps
+    mine = windows[:, np.minimum((grid * n).astype(int), n - 1)]
+    ref = np.sort(reference)
+    theirs = ref[np.minimum((grid * ref.size).astype(int), ref.size - 1)]
+    return np.abs(mine - theirs).mean(axis=1)
 
 
 EXACT_RESAMPLES = 20_000  # Monte Carlo tables of the exact test (p-value resolution 5e-5)

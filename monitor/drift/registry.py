@@ -30,6 +30,7 @@ from monitor.drift.distances import (
     psi,
     tvd,
     wasserstein_from_histograms,
+    wasserstein_rows,
 )
 from monitor.drift.nulls import rate_bound
 from monitor.ingest.schema import Kind
@@ -48,6 +49,12 @@ def scale_of(training: NumericSummary) -> float:
     if training.count and training.max > training.min:
         return training.max - training.min
     return 1.0
+
+
+def _spread(values: np.ndarray) -> float:
+    """`scale_of` for raw values."""
+    std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+    return std if std > 0 else (float(np.ptp(values)) or 1.0)
 
 
 def _numeric(inp: CheckInput) -> tuple[NumericSummary, NumericSummary] | None:
@@ -252,12 +259,13 @@ CHECKS: tuple[Check, ...] = (
          prior=lambda inp: (1.5, inp.feature.summary.count),
          meaning="share of values outside the training [min, max]"),
     Distance(name="mean_shift", kinds=NUMERIC, law=0.5, floor=0.025, compute=_mean_shift,
-             power=True, meaning="\\|window mean − training mean\\| / training std"),
-    Distance(name="psi", kinds=NUMERIC, law=1.0, floor=0.001,
+             power=True, on_values=lambda w, t: np.abs(w.mean(axis=-1) - t.mean()) / _spread(t),
+             meaning="\\|window mean − training mean\\| / training std"),
+    Distance(name="psi", kinds=NUMERIC, law=1.0, floor=0.001, bins=_grouped, on_counts=psi,
              compute=lambda inp: _on(_grouped(inp), psi), reach=_grouped_reach(psi_reach),
              meaning="Population Stability Index over ~10 training-quantile bins (values outside "
                      "the training range count in the first or last), proportions floored at 1e-4"),
-    Distance(name="js", kinds=NUMERIC, law=0.5, floor=0.01,
+    Distance(name="js", kinds=NUMERIC, law=0.5, floor=0.01, bins=_grouped, on_counts=js_distance,
              compute=lambda inp: _on(_grouped(inp), js_distance), reach=_grouped_reach(js_reach),
              meaning="Jensen-Shannon distance, base 2, same bins"),
     KolmogorovSmirnov(name="ks", kinds=NUMERIC, law=0.5, floor=0.01, compute=_ks,
@@ -265,6 +273,7 @@ CHECKS: tuple[Check, ...] = (
                       meaning="two-sample KS statistic against the training distribution (100 "
                               "quantile bins; within 0.02 of `scipy.stats.ks_2samp`)"),
     Distance(name="wasserstein", kinds=NUMERIC, law=0.5, floor=0.025, compute=_wasserstein,
+             on_values=lambda w, t: wasserstein_rows(w, t) / _spread(t),
              meaning="earth mover's distance / training std"),
     Rate(name="novelty_rate", kinds=CATEGORICAL, floor=0.001, always_reported=True,
          compute=lambda inp: _share(_novel(inp), 0.0),
@@ -272,12 +281,12 @@ CHECKS: tuple[Check, ...] = (
          prior=lambda inp: (inp.feature.unseen_mass * inp.feature.summary.count,
                             inp.feature.summary.count),
          meaning="share of values never seen in training (`new_values`: the 5 most frequent)"),
-    Distance(name="psi", kinds=CATEGORICAL, law=1.0, floor=0.001,
-             compute=lambda inp: _on(categorical_bins(inp), psi),
+    Distance(name="psi", kinds=CATEGORICAL, law=1.0, floor=0.001, bins=categorical_bins,
+             on_counts=psi, compute=lambda inp: _on(categorical_bins(inp), psi),
              reach=_categorical_reach(psi_reach),
              meaning="PSI over category frequencies (unseen values pooled in one bucket)"),
-    Distance(name="js", kinds=CATEGORICAL, law=0.5, floor=0.01,
-             compute=lambda inp: _on(categorical_bins(inp), js_distance),
+    Distance(name="js", kinds=CATEGORICAL, law=0.5, floor=0.01, bins=categorical_bins,
+             on_counts=js_distance, compute=lambda inp: _on(categorical_bins(inp), js_distance),
              reach=_categorical_reach(js_reach), meaning="Jensen-Shannon distance, same buckets"),
     PValue(name="chi2_p", kinds=CATEGORICAL, floor=0.01, effect_name="category_tvd",
            compute=lambda inp: _on(categorical_bins(inp), contingency_p_value),
@@ -285,7 +294,7 @@ CHECKS: tuple[Check, ...] = (
            meaning="p-value of a two-sample test of training against window counts (chi-square "
                    "contingency; Fisher's exact test when counts are small); its floor is on the "
                    "total variation distance of the category shares"),
-    Distance(name="length_psi", kinds=TEXT, law=1.0, floor=0.001,
+    Distance(name="length_psi", kinds=TEXT, law=1.0, floor=0.001, bins=_grouped, on_counts=psi,
              compute=lambda inp: _on(_grouped(inp), psi), reach=_grouped_reach(psi_reach),
              meaning="PSI of the character length distribution"),
     Distance(name="language_tvd", kinds=TEXT, law=0.5, floor=0.02, basis=Basis.TEXTS,

@@ -30,6 +30,15 @@ from monitor.summaries.window import WindowSummary
 
 OTHER_TOKEN = "\x00other"  # key for out-of-vocabulary tokens in a resampled token count
 LADDER = (10, 30, 100, 300, 1000, 3000)  # window sizes (records) the nulls are measured at
+# Up to this window size a null is far from its asymptotic shape (an empty bin, one far value
+# make a mixture a fitted gamma misses): it is also drawn by Monte Carlo, DRAWS_PER_WINDOW times
+# the calibration windows (20,000 by default: enough to read a 1-in-8,000 tail itself).
+MONTE_CARLO_SIZE = 300
+DRAWS_PER_WINDOW = 100
+SPLITS = 8  # halvings of the training sample per size
+REFERENCE_POINTS = 2001  # quantiles summarising the reference half for raw-value statistics
+# (feature, check) -> effective size -> the value lists measured there (resampled, split)
+Measured = dict[tuple[str, str], dict[float, list[list[float]]]]
 
 
 @dataclass
@@ -67,7 +76,10 @@ def null_quantile(values: list[float], alpha: float) -> float:
     if x.min() < 0:
         sd = float(x.std(ddof=1)) if x.size > 1 else 0.0
         return max(float(x.max()), float(x.mean()) + float(stats.norm.isf(alpha)) * sd)
-    return fit_quantile(x, alpha)
+    quantile = fit_quantile(x, alpha)
+    if x.size * alpha >= 2:  # enough draws to see the tail itself (Monte Carlo)
+        quantile = max(quantile, float(np.quantile(x, 1 - alpha)))
+    return quantile
 
 
 def calibrate(profile: Profile, sample: dict[str, Any], rows: int,
@@ -76,10 +88,13 @@ def calibrate(profile: Profile, sample: dict[str, Any], rows: int,
     """Null curves per feature and calibrated check. `sample` holds `rows` training rows drawn
     uniformly from the profile's training data (all of it when small enough)."""
     rng = np.random.default_rng(seed)
-    seen: dict[tuple[str, str], dict[float, list[float]]] = {}
+    seen: Measured = {}
     training_rows = int(profile.source.get("rows", rows)) or rows
     for size in ladder(training_rows, profile.window_size):
-        _measure_records(profile, sample, rows, training_rows, size, windows, rng, seen)
+        sizes = _measure_records(profile, sample, rows, training_rows, size, windows, rng, seen)
+        if size <= MONTE_CARLO_SIZE:
+            _measure_counts(profile, sizes, DRAWS_PER_WINDOW * windows, rng, seen)
+            _measure_split(profile, sample, size, sizes, DRAWS_PER_WINDOW * windows, rng, seen)
     for name, text in text_samples.items():
         feature = profile.features[name]
         assert isinstance(feature.summary, TextSummary)
@@ -90,7 +105,8 @@ def calibrate(profile: Profile, sample: dict[str, Any], rows: int,
         feature = profile.features[name]
         alpha = check_alpha(feature.kind, profile.false_alarm_rate)
         check = calibrated(feature.kind)[check_name]
-        points = [(m, null_quantile(v, alpha)) for m, v in sorted(by_size.items()) if v]
+        points = [(m, max(null_quantile(v, alpha) for v in runs))
+                  for m, runs in sorted(by_size.items()) if any(runs)]
         if points:
             curves[name][check_name] = NullCurve.fit([m for m, _ in points],
                                                      [q for _, q in points], check.law)
@@ -99,8 +115,9 @@ def calibrate(profile: Profile, sample: dict[str, Any], rows: int,
 
 def _measure_records(profile: Profile, sample: dict[str, Any], rows: int, training_rows: int,
                      size: int, windows: int, rng: np.random.Generator,
-                     seen: dict[tuple[str, str], dict[float, list[float]]]) -> None:
-    """Checks on values or records: resampled windows of `size` training rows."""
+                     seen: Measured) -> dict[str, float]:
+    """Checks on values or records: resampled windows of `size` training rows. Returns the
+    effective size measured at, per feature."""
     values: dict[tuple[str, str], list[float]] = {}
     counts: dict[str, list[int]] = {name: [] for name in profile.features}
     for _ in range(windows):
@@ -117,10 +134,70 @@ def _measure_records(profile: Profile, sample: dict[str, Any], rows: int, traini
                 if value is not None:
                     values.setdefault((name, check_name), []).append(
                         float(value) - check.baseline(inp))
+    sizes = {name: _calibrated_size(float(np.mean(c)), profile.features[name], rows,
+                                    training_rows) for name, c in counts.items()}
     for (name, check_name), vs in values.items():
-        n = float(np.mean(counts[name]))
-        m = _calibrated_size(n, profile.features[name], rows, training_rows)
-        seen.setdefault((name, check_name), {})[m] = vs
+        seen.setdefault((name, check_name), {}).setdefault(sizes[name], []).append(vs)
+    return sizes
+
+
+def _measure_counts(profile: Profile, sizes: dict[str, float], draws: int,
+                    rng: np.random.Generator, seen: Measured) -> None:
+    """Binned checks: `draws` windows of the size measured by resampling, drawn as multinomial
+    counts over the profile's own bins (what resampling draws, without its per-window cost)."""
+    for name, feature in profile.features.items():
+        checks = {n: c for n, c in calibrated(feature.kind).items()
+                  if c.bins is not None and c.on_counts is not None}
+        if not checks or name not in sizes:
+            continue
+        drawn: dict[int, np.ndarray] = {}
+        for check_name, check in checks.items():
+            assert check.bins is not None and check.on_counts is not None
+            bins = check.bins(CheckInput(feature, feature.summary))
+            if bins is None:
+                continue
+            training = bins[0]
+            n = max(1, round(sizes[name]))
+            key = id(check.bins)
+            if key not in drawn:  # psi and js share their draws; memory bounded for many bins
+                count = min(draws, 4_000_000 // training.size)
+                drawn[key] = rng.multinomial(n, training / training.sum(), size=count)
+            values = check.on_counts(training, drawn[key])
+            seen.setdefault((name, check_name), {}).setdefault(sizes[name], []).append(
+                np.asarray(values, dtype=float).tolist())
+
+
+def _measure_split(profile: Profile, sample: dict[str, Any], size: int, sizes: dict[str, float],
+                   draws: int, rng: np.random.Generator, seen: Measured) -> None:
+    """Checks with a raw-value statistic: the training sample's values split in two halves, a
+    reference and `draws` windows of `size` drawn from the other. The comparison is two-sample like
+    a live one, so values beyond the reference's range come up as often as beyond the profile's
+    (resampling never shows them: heavy tails in small windows). Filed beside the resampled
+    windows of the same size (`sizes`), whose effective size is a little larger: the
+    conservative side; the larger of the quantiles is used."""
+    from monitor.ingest.columns import NumericColumn
+
+    for name, feature in profile.features.items():
+        checks = {n: c for n, c in calibrated(feature.kind).items() if c.on_values is not None}
+        column = sample.get(name)
+        if not checks or not isinstance(column, NumericColumn) or name not in sizes:
+            continue
+        values = column.values[np.isfinite(column.values)]
+        half = values.size // 2
+        if size > half or half < 2:
+            continue
+        found: dict[str, list[float]] = {n: [] for n in checks}
+        for _ in range(SPLITS):
+            order = rng.permutation(values.size)
+            reference = np.sort(values[order[:half]])
+            reference = reference[np.linspace(0, half - 1, min(half, REFERENCE_POINTS)).astype(int)]
+            rest = values[order[half:]]
+            windows = rest[rng.integers(0, rest.size, (max(1, draws // SPLITS), size))]
+            for check_name, check in checks.items():
+                assert check.on_values is not None
+                found[check_name].extend(np.asarray(check.on_values(windows, reference)).tolist())
+        for check_name, vs in found.items():
+            seen.setdefault((name, check_name), {}).setdefault(sizes[name], []).append(vs)
 
 
 def _calibrated_size(n: float, feature: FeatureProfile, rows: int, training_rows: int) -> float:
@@ -138,19 +215,20 @@ def _calibrated_size(n: float, feature: FeatureProfile, rows: int, training_rows
 
 
 def _measure_texts(feature: FeatureProfile, text: TextSample, size: int, windows: int,
-                   rng: np.random.Generator,
-                   seen: dict[tuple[str, str], dict[float, list[float]]]) -> None:
+                   rng: np.random.Generator, seen: Measured) -> None:
     """Checks on the sampled texts: samples of `size` texts drawn from the training sample
     (which is what the profile's language and vocabulary counts were made of)."""
     checks = {n: c for n, c in calibrated(feature.kind).items() if c.basis is Basis.TEXTS}
+    found: dict[str, list[float]] = {n: [] for n in checks}
     for _ in range(windows):
         langs, tokens = _resample_text(text, size, rng)
         inp = CheckInput(feature, feature.summary, langs, tokens)
         for check_name, check in checks.items():
             value = check.compute(inp)
             if value is not None:
-                seen.setdefault((feature.name, check_name), {}).setdefault(float(size), []).append(
-                    float(value) - check.baseline(inp))
+                found[check_name].append(float(value) - check.baseline(inp))
+    for check_name, vs in found.items():
+        seen.setdefault((feature.name, check_name), {}).setdefault(float(size), []).append(vs)
 
 
 def _take(column: Any, index: np.ndarray) -> Any:
