@@ -152,7 +152,7 @@ class Check:
         n, _ = inp.sizes(self.basis)
         sig = significance(n)
         min_size = None
-        if not sig < reach:
+        if n > 0 and not sig < reach:
             min_size = smallest_size(significance, reach, n + 1)
         return Limit.of(sig, floor, reach, baseline, min_size)
 

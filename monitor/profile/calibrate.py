@@ -5,10 +5,13 @@ At every size of a ladder (10 to 3,000 records, and the expected window size; te
 10 to the window's text sample), `windows` windows are drawn with replacement from a uniform
 sample of the training rows and compared with the profile exactly as live windows are. A gamma
 fitted to each check's values there (a normal for an excess over a baseline) gives its
-(1 - alpha) quantile, alpha being the feature's false-alarm budget split over its checks. The
-quantiles, by effective size, make the check's `NullCurve`; run time reads it at the effective
-size of the window against the whole profile (`monitor.drift.nulls`), so the profile's own
-sampling noise counts as much as the window's.
+(1 - alpha) quantile, alpha being the feature's false-alarm budget split over its checks. Small
+windows (up to 300) are also drawn by Monte Carlo, 100 times as many: binned checks as
+multinomial counts over the profile's bins, raw-value checks between two halves of the training
+sample (which shows new values beyond the range); there the tail is read from the draws too.
+The quantiles, by effective size, make the check's `NullCurve`; run time reads it at the
+effective size of the window against the whole profile (`monitor.drift.nulls`), so the
+profile's own sampling noise counts as much as the window's.
 """
 
 from __future__ import annotations
