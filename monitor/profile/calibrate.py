@@ -41,7 +41,7 @@ DRAWS_PER_WINDOW = 100
 SPLITS = 8  # halvings of the training sample per size
 REFERENCE_POINTS = 2001  # quantiles summarising the reference half for raw-value statistics
 # (feature, check) -> effective size -> the value lists measured there (resampled, split)
-Measured = dict[tuple[str, str], dict[float, list[list[float]]]]
+Measured = dict[tuple[str, str], dict[float, list[np.ndarray]]]
 
 
 @dataclass
@@ -65,7 +65,7 @@ def ladder(limit: int, expected: int | None = None) -> list[int]:
     return sorted(sizes)
 
 
-def null_quantile(values: list[float], alpha: float) -> float:
+def null_quantile(values: np.ndarray | list[float], alpha: float) -> float:
     """The (1 - alpha) quantile: a gamma for a statistic >= 0, a normal fit when it goes below
     zero (an excess over a baseline).
 
@@ -108,8 +108,8 @@ def calibrate(profile: Profile, sample: dict[str, Any], rows: int,
         feature = profile.features[name]
         alpha = check_alpha(feature.kind, profile.false_alarm_rate)
         check = calibrated(feature.kind)[check_name]
-        points = [(m, max(null_quantile(v, alpha) for v in runs))
-                  for m, runs in sorted(by_size.items()) if any(runs)]
+        points = [(m, max(null_quantile(v, alpha) for v in runs if v.size))
+                  for m, runs in sorted(by_size.items()) if any(v.size for v in runs)]
         if points:
             curves[name][check_name] = NullCurve.fit([m for m, _ in points],
                                                      [q for _, q in points], check.law)
@@ -140,7 +140,8 @@ def _measure_records(profile: Profile, sample: dict[str, Any], rows: int, traini
     sizes = {name: _calibrated_size(float(np.mean(c)), profile.features[name], rows,
                                     training_rows) for name, c in counts.items()}
     for (name, check_name), vs in values.items():
-        seen.setdefault((name, check_name), {}).setdefault(sizes[name], []).append(vs)
+        seen.setdefault((name, check_name), {}).setdefault(sizes[name], []).append(
+            np.asarray(vs, dtype=float))
     return sizes
 
 
@@ -167,7 +168,7 @@ def _measure_counts(profile: Profile, sizes: dict[str, float], draws: int,
                 drawn[key] = rng.multinomial(n, training / training.sum(), size=count)
             values = check.on_counts(training, drawn[key])
             seen.setdefault((name, check_name), {}).setdefault(sizes[name], []).append(
-                np.asarray(values, dtype=float).tolist())
+                np.asarray(values, dtype=float))
 
 
 def _measure_split(profile: Profile, sample: dict[str, Any], size: int, sizes: dict[str, float],
@@ -189,7 +190,7 @@ def _measure_split(profile: Profile, sample: dict[str, Any], size: int, sizes: d
         half = values.size // 2
         if size > half or half < 2:
             continue
-        found: dict[str, list[float]] = {n: [] for n in checks}
+        found: dict[str, list[np.ndarray]] = {n: [] for n in checks}
         for _ in range(SPLITS):
             order = rng.permutation(values.size)
             reference = np.sort(values[order[:half]])
@@ -198,9 +199,10 @@ def _measure_split(profile: Profile, sample: dict[str, Any], size: int, sizes: d
             windows = rest[rng.integers(0, rest.size, (max(1, draws // SPLITS), size))]
             for check_name, check in checks.items():
                 assert check.on_values is not None
-                found[check_name].extend(np.asarray(check.on_values(windows, reference)).tolist())
-        for check_name, vs in found.items():
-            seen.setdefault((name, check_name), {}).setdefault(sizes[name], []).append(vs)
+                found[check_name].append(np.asarray(check.on_values(windows, reference), float))
+        for check_name, parts in found.items():
+            seen.setdefault((name, check_name), {}).setdefault(sizes[name], []).append(
+                np.concatenate(parts))
 
 
 def _calibrated_size(n: float, feature: FeatureProfile, rows: int, training_rows: int) -> float:
@@ -231,7 +233,8 @@ def _measure_texts(feature: FeatureProfile, text: TextSample, size: int, windows
             if value is not None:
                 found[check_name].append(float(value) - check.baseline(inp))
     for check_name, vs in found.items():
-        seen.setdefault((feature.name, check_name), {}).setdefault(float(size), []).append(vs)
+        seen.setdefault((feature.name, check_name), {}).setdefault(float(size), []).append(
+            np.asarray(vs, dtype=float))
 
 
 def _take(column: Any, index: np.ndarray) -> Any:
