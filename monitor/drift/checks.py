@@ -40,7 +40,7 @@ class Severity(IntEnum):
 
 
 CRITICAL_FACTOR = 2.0  # a statistic this many times its threshold is critical
-CRITICAL_RATE_EXCESS = 0.05  # a rate this far above its training rate (and over 2x bound) is critical
+CRITICAL_RATE_EXCESS = 0.05  # a rate this far above training (and over 2x its bound) is critical
 POWER_Z = 0.8416  # one-sided normal quantile of 80% power
 TIE = 1e-9  # relative: a value equal to its threshold up to rounding is not over it
 
@@ -113,6 +113,7 @@ class Limit:
 class Check:
     name: str
     kinds: frozenset[Kind]
+    label: str  # a few words for plots and reports
     meaning: str  # the README row
     floor: float  # default effect-size floor
     compute: Callable[[CheckInput], float | None]
@@ -139,8 +140,9 @@ class Check:
                 inp: CheckInput) -> tuple[str, dict[str, Any]]:
         text = f"{feature}: {self.name} {value:.4g} > {limit.threshold:.4g}"
         if severity is Severity.INFO:
-            text = (f"{feature}: {self.name} {value:.4g} is significant (> {limit.significance:.4g})"
-                    f" but under the effect-size floor {limit.baseline + limit.floor:.4g}")
+            text = (f"{feature}: {self.name} {value:.4g} is significant "
+                    f"(> {limit.significance:.4g}) but under the effect-size floor "
+                    f"{limit.baseline + limit.floor:.4g}")
         return text, {}
 
     def detectable(self, limit: Limit, inp: CheckInput) -> float | None:
@@ -296,7 +298,7 @@ class Rate(Check):
         text = (f"{feature}: {self.name} {value:.2%} > {limit.threshold:.2%} "
                 f"(training {limit.baseline:.2%})")
         if severity is Severity.INFO and over(value, limit.significance):
-            text = (f"{feature}: {self.name} {value:.2%} is significant (> {limit.significance:.2%})"
-                    f" but under the effect-size floor of {limit.floor:.2%} above training "
-                    f"({limit.baseline:.2%})")
+            text = (f"{feature}: {self.name} {value:.2%} is significant "
+                    f"(> {limit.significance:.2%}) but under the effect-size floor of "
+                    f"{limit.floor:.2%} above training ({limit.baseline:.2%})")
         return text, details

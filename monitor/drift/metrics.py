@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from monitor.drift.checks import CheckInput
-from monitor.drift.registry import checks_for, scale_of
+from monitor.drift.registry import checks_for
+from monitor.drift.statistics import scale_of
 from monitor.ingest.schema import Kind
 from monitor.summaries import CategoricalSummary, NumericSummary, TextSummary
 

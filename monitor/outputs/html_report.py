@@ -13,20 +13,26 @@ from pathlib import Path
 from typing import Any
 
 from monitor.drift.evaluate import WindowReport
+from monitor.drift.registry import checks_for
 from monitor.errors import InputError
+from monitor.ingest.schema import Kind
 from monitor.stream.alerts import Alert
 from monitor.stream.engine import Evaluated
 from monitor.stream.replay import open_engine, replay_events
 
+
+def _checks(kind: Kind, *names: str) -> list[tuple[str, str]]:
+    return [(n, checks_for(kind)[n].label) for n in names]
+
+
+# The drill-down dashboard's panels: metric and title (checks titled by the registry).
 PANELS = {
-    "numeric": [("mean", "mean vs training (band: training min..max)"), ("psi", "PSI"),
-                ("ks", "KS"), ("wasserstein", "Wasserstein / std"), ("null_rate", "null rate"),
-                ("out_of_range_rate", "out-of-range rate")],
-    "categorical": [("novelty_rate", "novelty rate"), ("psi", "PSI"), ("js", "JS distance"),
-                    ("null_rate", "null rate")],
-    "text": [("length_mean", "mean length vs training"), ("language_tvd", "language TVD"),
-             ("oov_rate", "out-of-vocabulary rate"), ("vocab_js", "vocabulary JS"),
-             ("null_rate", "null rate")],
+    "numeric": [("mean", "mean vs training (band: training min..max)"),
+                *_checks(Kind.NUMERIC, "psi", "ks", "wasserstein", "null_rate",
+                         "out_of_range_rate")],
+    "categorical": _checks(Kind.CATEGORICAL, "novelty_rate", "psi", "js", "null_rate"),
+    "text": [("length_mean", "mean length vs training"),
+             *_checks(Kind.TEXT, "language_tvd", "oov_rate", "vocab_js", "null_rate")],
 }
 
 

@@ -59,7 +59,9 @@ def ladder(limit: int, expected: int | None = None) -> list[int]:
     >>> ladder(500, 200), ladder(5)
     ([10, 30, 100, 200, 300, 500], [5])
     """
-    sizes = {s for s in LADDER if s <= limit} | ({expected} if expected and expected <= limit else set())
+    sizes = {s for s in LADDER if s <= limit}
+    if expected and expected <= limit:
+        sizes.add(expected)
     if limit >= 1 and (not sizes or max(sizes) < limit <= LADDER[-1]):
         sizes.add(limit)
     return sorted(sizes)
