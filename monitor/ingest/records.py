@@ -31,6 +31,7 @@ class InvalidRecord:
     reason: str
     raw: bytes
     model: str | None = None  # when it could be read, so that the model's counters can say it
+    index: int = -1  # position of its message in the batch (-1: unknown)
 
 
 @dataclass(slots=True)
@@ -42,14 +43,17 @@ class RecordGroup:
     ts: list[float] = field(default_factory=list)
     features: list[dict[str, Any]] = field(default_factory=list)
     predictions: list[Any] = field(default_factory=list)
+    index: list[int] = field(default_factory=list)  # position of each record's message in the batch
 
     def __len__(self) -> int:
         return len(self.ts)
 
-    def append(self, ts: float, features: dict[str, Any], prediction: Any) -> None:
+    def append(self, ts: float, features: dict[str, Any], prediction: Any,
+               index: int = -1) -> None:
         self.ts.append(ts)
         self.features.append(features)
         self.predictions.append(prediction)
+        self.index.append(index)
 
     def ts_array(self) -> np.ndarray:
         return np.asarray(self.ts, dtype=np.float64)
@@ -60,7 +64,8 @@ class RecordGroup:
             return self
         return RecordGroup(self.model, self.version, [self.ts[i] for i in index],
                            [self.features[i] for i in index],
-                           [self.predictions[i] for i in index])
+                           [self.predictions[i] for i in index],
+                           [self.index[i] for i in index])
 
     def column(self, name: str) -> list[Any]:
         """The raw values of one feature, one per record (None where missing)."""
@@ -179,11 +184,11 @@ def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
     batch = ParsedBatch()
     groups = batch.groups
     latest = time.time() + MAX_FUTURE_SECONDS
-    for message in messages:
+    for position, message in enumerate(messages):
         try:
             obj = _decode(message)
         except ValueError as exc:
-            batch.invalid.append(InvalidRecord(str(exc), bytes(message)))
+            batch.invalid.append(InvalidRecord(str(exc), bytes(message), None, position))
             continue
         items = obj if type(obj) is list else (obj,)
         for item in items:
@@ -198,7 +203,7 @@ def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
                         and type(ts) is float and ts - ts == 0.0 and ts <= latest
                         and type(features) is dict
                         and type(prediction) is not list):
-                    _group(groups, model, version).append(ts, features, prediction)
+                    _group(groups, model, version).append(ts, features, prediction, position)
                     continue
             try:
                 model, version, ts, features, prediction = _check_record(item, latest)
@@ -206,9 +211,9 @@ def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
                 raw = _encode_item(item) if items is obj else bytes(message)
                 name = item.get("model") if type(item) is dict else None
                 name = name if isinstance(name, str) else None
-                batch.invalid.append(InvalidRecord(str(exc), bytes(raw), name))
+                batch.invalid.append(InvalidRecord(str(exc), bytes(raw), name, position))
                 continue
-            _group(groups, model, version).append(ts, features, prediction)
+            _group(groups, model, version).append(ts, features, prediction, position)
     return batch
 
 

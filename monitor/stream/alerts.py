@@ -82,6 +82,10 @@ class AlertTracker:
         self.open: dict[AlertKey, Episode] = {}
         self.detectors: dict[str, PageHinkley] = {}
 
+    def firing_count(self) -> int:
+        """Alert episodes open now."""
+        return len(self.open)
+
     def observe(self, report: WindowReport) -> list[Alert]:
         findings = [f for f in report.findings if f.severity >= self.min_severity]
         if self.trend and report.distribution_checks:
