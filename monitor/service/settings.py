@@ -32,7 +32,10 @@ class Settings:
     predictions_topic: str = "predictions"
     alerts_topic: str = "drift-alerts"
     dlq_topic: str = "predictions-dlq"
-    state_topic: str = "drift-monitor-state"
+    # Internal topics; empty: named after the group and the predictions topic (service.topics).
+    state_topic: str = ""
+    partials_topic: str = ""
+    windows_topic: str = ""
     influx_url: str | None = None  # unset: metrics go nowhere (logged once at start)
     influx_token: str = ""
     influx_org: str = ""
@@ -43,6 +46,10 @@ class Settings:
     # How often Faust commits consumer offsets. The checkpoints, not the commits, carry the
     # no-loss / no-double-count promise; tests lengthen this to force re-delivery after a kill.
     commit_interval_seconds: float = 2.8
+    checkpoint_interval_seconds: float = 5.0  # state with no window closing is saved this often
+    idle_seconds: float = 30.0  # a model quiet this long moves on with the wall clock
+    max_future_seconds: float = 0.0  # records further ahead are dead letters; 0: 3 windows
+    retention_seconds: float = 7 * 86_400.0  # older records are counted late
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +95,8 @@ class Settings:
             alerts_topic=text("ALERTS_TOPIC", cls.alerts_topic),
             dlq_topic=text("DLQ_TOPIC", cls.dlq_topic),
             state_topic=text("STATE_TOPIC", cls.state_topic),
+            partials_topic=text("PARTIALS_TOPIC", cls.partials_topic),
+            windows_topic=text("WINDOWS_TOPIC", cls.windows_topic),
             influx_url=env.get(PREFIX + "INFLUX_URL", "").strip() or None,
             influx_token=env.get(PREFIX + "INFLUX_TOKEN", "").strip(),
             influx_org=env.get(PREFIX + "INFLUX_ORG", "").strip(),
@@ -97,7 +106,26 @@ class Settings:
             metrics_buffer=positive("METRICS_BUFFER", cls.metrics_buffer, int),
             commit_interval_seconds=positive("COMMIT_INTERVAL_SECONDS",
                                              cls.commit_interval_seconds),
+            checkpoint_interval_seconds=positive("CHECKPOINT_INTERVAL_SECONDS",
+                                                 cls.checkpoint_interval_seconds),
+            idle_seconds=positive("IDLE_SECONDS", cls.idle_seconds),
+            max_future_seconds=positive("MAX_FUTURE_SECONDS", 0.0) or 0.0,
+            retention_seconds=positive("RETENTION_SECONDS", cls.retention_seconds),
         )
+
+    def topic(self, role: str) -> str:
+        """The name of an internal topic (`state`, `partials`, `windows`).
+
+        >>> Settings(group="g", predictions_topic="p").topic("partials")
+        'g.p.partials'
+        >>> Settings(state_topic="mine").topic("state")
+        'mine'
+        """
+        from monitor.service.topics import internal_topic
+
+        explicit = {"state": self.state_topic, "partials": self.partials_topic,
+                    "windows": self.windows_topic}[role]
+        return explicit or internal_topic(self.group, self.predictions_topic, role)
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -20,9 +20,9 @@ from monitor.ingest.records import ParsedBatch
 from monitor.profile.model import Profile
 from monitor.stream.alerts import Alert
 from monitor.stream.config import EngineConfig
+from monitor.stream.folder import DeadLetter, PartitionFolder
+from monitor.stream.merger import Evaluated, WindowMerger
 from monitor.stream.messages import decode, encode
-from monitor.stream.stage_one import DeadLetter, PartitionFolder
-from monitor.stream.stage_two import Evaluated, WindowMerger
 
 __all__ = ["Engine", "EngineConfig", "EngineStats", "Evaluated"]
 
