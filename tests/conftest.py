@@ -11,6 +11,9 @@ from monitor.demo.synthetic import training_table, write_csv
 from monitor.profile.build import BuildOptions, build_profile
 from monitor.profile.model import Profile
 
+# The worker's integration fixtures (setup, make_profile, ...) for every test module.
+pytest_plugins = ["support.kafka"]
+
 
 @pytest.fixture(scope="session")
 def training_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:

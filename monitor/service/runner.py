@@ -145,6 +145,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         # Whatever is in the outbox now is in a checkpoint: a restart would send it again.
         if slot.processor.has_outbox():
             await self.deliver(slot.processor)
+            slot.unsaved = True  # the delivered outbox is forgotten in the next checkpoint
 
     async def _checkpoint(self, partition: int, slot: Slot) -> bool:
         if not self._owns(partition, slot.generation):

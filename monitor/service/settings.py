@@ -32,6 +32,7 @@ class Settings:
     predictions_topic: str = "predictions"
     alerts_topic: str = "drift-alerts"
     dlq_topic: str = "predictions-dlq"
+    reports_topic: str = ""  # every window report as JSON (as `replay --reports` writes); unset: none
     # Internal topics; empty: named after the group and the predictions topic (service.topics).
     state_topic: str = ""
     partials_topic: str = ""
@@ -94,6 +95,7 @@ class Settings:
             predictions_topic=text("PREDICTIONS_TOPIC", cls.predictions_topic),
             alerts_topic=text("ALERTS_TOPIC", cls.alerts_topic),
             dlq_topic=text("DLQ_TOPIC", cls.dlq_topic),
+            reports_topic=text("REPORTS_TOPIC", cls.reports_topic),
             state_topic=text("STATE_TOPIC", cls.state_topic),
             partials_topic=text("PARTIALS_TOPIC", cls.partials_topic),
             windows_topic=text("WINDOWS_TOPIC", cls.windows_topic),

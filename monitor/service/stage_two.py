@@ -33,15 +33,17 @@ class Pending:
 
     alerts: list[dict[str, Any]] = field(default_factory=list)
     points: list[list[str]] = field(default_factory=list)  # one list of lines per window
+    reports: list[dict[str, Any]] = field(default_factory=list)  # when a reports topic is set
 
     def to_dict(self) -> dict[str, Any]:
-        return {"alerts": self.alerts, "points": self.points}
+        return {"alerts": self.alerts, "points": self.points, "reports": self.reports}
 
 
 class MergeProcessor:
     def __init__(self, partition: int, merger: WindowMerger, *, max_points: int,
-                 profiles: Any, loaded: Loaded | None = None) -> None:
+                 profiles: Any, loaded: Loaded | None = None, reports: bool = False) -> None:
         self.partition = partition
+        self.keep_reports = reports
         self.merger = merger
         self.max_points = max_points
         self.profiles = profiles
@@ -102,6 +104,8 @@ class MergeProcessor:
         pending = self.pending.setdefault(key, Pending())
         pending.points.append(lines)
         pending.alerts += [_alert_dict(a) for a in item.alerts]
+        if self.keep_reports:
+            pending.reports.append(jsonable(r.to_dict()))
         self._dirty.add(key)
 
     def _bound(self) -> None:
@@ -119,7 +123,17 @@ class MergeProcessor:
 
     # -- the outbox -----------------------------------------------------------------------------
     def has_outbox(self) -> bool:
-        return bool(self.unkeyed) or any(p.alerts or p.points for p in self.pending.values())
+        return bool(self.unkeyed) or any(p.alerts or p.points or p.reports
+                                         for p in self.pending.values())
+
+    def reports(self) -> list[dict[str, Any]]:
+        return [r for p in self.pending.values() for r in p.reports]
+
+    def reports_delivered(self) -> None:
+        for key, pending in self.pending.items():
+            if pending.reports:
+                pending.reports = []
+                self._dirty.add(key)
 
     def alerts(self) -> list[dict[str, Any]]:
         return self.unkeyed + [a for p in self.pending.values() for a in p.alerts]
@@ -170,8 +184,10 @@ class MergeProcessor:
         self.merger.restore(header["merger"], merged)
         for key, data in loaded.models.items():
             if data.get("pending"):
-                self.pending[key] = Pending(list(data["pending"]["alerts"]),
-                                            [list(x) for x in data["pending"]["points"]])
+                saved = data["pending"]
+                self.pending[key] = Pending(list(saved["alerts"]),
+                                            [list(x) for x in saved["points"]],
+                                            list(saved["reports"]))
 
 
 def _alert_dict(alert: Alert) -> dict[str, Any]:

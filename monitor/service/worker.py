@@ -153,7 +153,8 @@ class DriftWorker:
     def _new_merge(self, partition: int, loaded: Loaded | None) -> MergeProcessor:
         merger = WindowMerger(self.store, self.config, profile_by_id=self.store.by_id)
         return MergeProcessor(partition, merger, max_points=self.settings.metrics_buffer,
-                              profiles=self.store, loaded=loaded)
+                              profiles=self.store, loaded=loaded,
+                              reports=bool(self.settings.reports_topic))
 
     # -- effects --------------------------------------------------------------------------------
     async def _send_dead_letters(self, letters: list[DeadLetter]) -> None:
@@ -195,6 +196,14 @@ class DriftWorker:
                 log.info("alert %s %s %s/%s %s %s: %s", a["status"], a["severity"], a["model"],
                          a["version"], a["feature"] or "-", a["check"], a["message"])
             processor.alerts_delivered()
+        reports = processor.reports()
+        if reports:
+            futures = [await self.producer.send(
+                self.settings.reports_topic, json.dumps(r, allow_nan=False).encode(),
+                key=str(r["model"]).encode()) for r in reports]
+            for future in futures:
+                await future
+            processor.reports_delivered()
         if time.monotonic() < self._store_retry_at:
             return
         points = processor.points()
@@ -291,7 +300,8 @@ def run_worker(settings: Settings) -> int:
                             "client_id": f"{settings.group}-admin"}, settings.predictions_topic,
                            state=(settings.topic("state"), settings.topic("windows")),
                            partials=settings.topic("partials"),
-                           others=(settings.alerts_topic, settings.dlq_topic))
+                           others=tuple(t for t in (settings.alerts_topic, settings.dlq_topic,
+                                                    settings.reports_topic) if t))
     worker = DriftWorker(settings, topics)
     log.info("%d profiles loaded from %s", len(worker.store), settings.profiles)
     faust_worker = faust.Worker(worker.app, loglevel="INFO")
