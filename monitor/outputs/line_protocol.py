@@ -63,7 +63,8 @@ METRICS: dict[str, frozenset[str]] = {
     "drift_service": frozenset({
         "records_processed", "records_per_second", "invalid_records", "dlq_messages",
         "late_records", "consumer_lag", "metric_write_failures", "metric_points_buffered",
-        "metric_points_dropped", "windows_evaluated"}),
+        "metric_points_dropped", "windows_evaluated", "checkpoint_bytes", "open_windows",
+        "models_held", "alerts_sent"}),
 }
 # Measurement -> tag keys (an empty tag value is left out of the line, as line protocol wants).
 TAGS: dict[str, tuple[str, ...]] = {

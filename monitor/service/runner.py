@@ -53,6 +53,9 @@ class Processor(Protocol):
     def header_state(self) -> dict[str, Any]: ...
     def model_state(self, key: ModelKey) -> dict[str, Any] | None: ...
     def has_outbox(self) -> bool: ...
+    def stats(self) -> dict[str, int]: ...  # counters since this processor started
+    def gauges(self) -> dict[str, int]: ...  # levels now
+    def reset_stats(self) -> None: ...
 
 
 @dataclass
@@ -92,6 +95,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         self.checkpoint_bytes = 0  # size of the last checkpoint written
         self.fenced = 0  # checkpoints refused because the partition was no longer ours
         self._parked: dict[int, tuple[Slot, int]] = {}  # revoked slots, kept for one generation
+        self.retired: dict[str, int] = {}  # counters of processors this worker let go
         self._last_commit = time.monotonic()
         self.stopping = False
 
@@ -153,6 +157,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             log.warning("%s: partition %d is no longer ours (generation %d): dropping it "
                         "without a checkpoint", self.name, partition, slot.generation)
             self.slots.pop(partition, None)
+            self._retire(slot)
             return False
         processor = slot.processor
         dirty = processor.take_dirty()
@@ -165,6 +170,20 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         slot.last_checkpoint = time.monotonic()
         slot.unsaved = False
         return True
+
+    def stats(self) -> dict[str, int]:
+        """Counters since the worker started, and levels now, over this stage's partitions."""
+        out = dict(self.retired)
+        for slot in self.slots.values():
+            for source in (slot.processor.stats(), slot.processor.gauges()):
+                for key, value in source.items():
+                    out[key] = out.get(key, 0) + value
+        return out
+
+    def _retire(self, slot: Slot) -> None:
+        for key, value in slot.processor.stats().items():
+            self.retired[key] = self.retired.get(key, 0) + value
+        slot.processor.reset_stats()
 
     # -- ownership and offsets ------------------------------------------------------------------
     def generation(self) -> int:
@@ -223,6 +242,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                         log.warning("%s: checkpoint at revocation of partition %d failed: %r",
                                     self.name, tp.partition, exc)
                 self.slots.pop(tp.partition, None)
+                self._retire(slot)
                 self._parked[tp.partition] = (slot, generation)
         await self.commit(force=True)
 

@@ -47,8 +47,7 @@ class FoldProcessor:
         self.folder = folder
         self.partials_partitions = partials_partitions
         self.route = route
-        self.records = 0
-        self.skipped = 0
+        self.session = _zero()
         self.warnings: list[str] = []
         if loaded is not None:
             self.warnings = folder.restore(loaded.header, loaded.models)
@@ -67,14 +66,16 @@ class FoldProcessor:
     # -- decisions ------------------------------------------------------------------------------
     def process(self, records: list[Any], wall: float) -> Step:
         fresh = [r for r in records if r.offset > self.folder.offset]
-        self.skipped += len(records) - len(fresh)
         if not fresh:
             return Step()
         raws = [r.value if isinstance(r.value, bytes) else b"" if r.value is None
                 else bytes(r.value) for r in fresh]
         batch = parse_messages(raws)
+        late_before = sum(self.folder.counts.late.values())
         refused = self.folder.fold(batch, [r.offset for r in fresh], wall)
-        self.records += batch.valid_count - len(refused)
+        self.session["records_processed"] += batch.valid_count - len(refused)
+        self.session["invalid_records"] += len(batch.invalid) + len(refused)
+        self.session["late_records"] += sum(self.folder.counts.late.values()) - late_before
         letters = [DeadLetter(fresh[bad.index], bad.reason, bad.raw, bad.model)
                    for bad in batch.invalid]
         letters += [DeadLetter(fresh[bad.index], bad.reason, raws[bad.index], bad.model)
@@ -130,6 +131,17 @@ class FoldProcessor:
             self._sent_counts = _counts(self._saved)
         self._sent_at = time.monotonic()
 
+    # -- counters -------------------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        return dict(self.session)
+
+    def gauges(self) -> dict[str, int]:
+        return {"open_windows": sum(len(h.windows) for h in self.folder.models.values()),
+                "models_held": len(self.folder.models)}
+
+    def reset_stats(self) -> None:
+        self.session = _zero()
+
     # -- checkpoints ----------------------------------------------------------------------------
     def take_dirty(self) -> set[ModelKey]:
         return self.folder.take_dirty()
@@ -140,6 +152,10 @@ class FoldProcessor:
 
     def model_state(self, key: ModelKey) -> dict[str, Any] | None:
         return self.folder.model_state(key)
+
+
+def _zero() -> dict[str, int]:
+    return {"records_processed": 0, "invalid_records": 0, "late_records": 0}
 
 
 def _counts(progress_by_partition: dict[int, Progress]) -> Any:

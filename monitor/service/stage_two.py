@@ -49,9 +49,10 @@ class MergeProcessor:
         self.profiles = profiles
         self.pending: dict[ModelKey, Pending] = {}
         self.unkeyed: list[dict[str, Any]] = []  # alerts of models without a profile
-        self.dropped_points = 0
+        self.dropped_points = 0  # since the partition's state began (checkpointed)
         self.bad_messages = 0
         self.windows = 0
+        self.session = {"windows_evaluated": 0, "metric_points_dropped": 0}
         self._offset = -1
         self._dirty: set[ModelKey] = set()
         if loaded is not None:
@@ -95,6 +96,7 @@ class MergeProcessor:
         r = item.report
         key = (r.model, r.version)
         self.windows += 1
+        self.session["windows_evaluated"] += 1
         log.info("window closed: partition %d model %s version %s [%s, %s) records %d "
                  "invalid %d late %d severity %s", self.partition, r.model, r.version, r.start,
                  r.end, r.records, r.invalid, r.late, r.severity)
@@ -116,6 +118,7 @@ class MergeProcessor:
             lines = self.pending[oldest].points.pop(0)
             total -= len(lines)
             self.dropped_points += len(lines)
+            self.session["metric_points_dropped"] += len(lines)
             self._dirty.add(oldest)
             log.warning("metrics outbox full (%d points): dropped the %d points of the oldest "
                         "window of %s v%s (%d dropped so far)", self.max_points, len(lines),
@@ -156,6 +159,16 @@ class MergeProcessor:
 
     def outbox_points(self) -> int:
         return sum(len(lines) for p in self.pending.values() for lines in p.points)
+
+    # -- counters -------------------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        return dict(self.session)
+
+    def gauges(self) -> dict[str, int]:
+        return {"metric_points_buffered": self.outbox_points()}
+
+    def reset_stats(self) -> None:
+        self.session = {key: 0 for key in self.session}
 
     # -- checkpoints ----------------------------------------------------------------------------
     def take_dirty(self) -> set[ModelKey]:

@@ -14,7 +14,6 @@ with the same settings: they share the partitions of both topics.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -27,13 +26,14 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from monitor.errors import MonitorError
-from monitor.outputs.influx_sink import StoreError, make_writer
+from monitor.outputs.influx_sink import make_writer
 from monitor.outputs.line_protocol import service_point
 from monitor.profile.store import ProfileStore
 from monitor.service.app import create_app
+from monitor.service.publish import Publisher
 from monitor.service.runner import StageRunner
 from monitor.service.settings import Settings
-from monitor.service.stage_one import DeadLetter, FoldProcessor
+from monitor.service.stage_one import FoldProcessor
 from monitor.service.stage_two import MergeProcessor
 from monitor.service.state_store import Binding, Loaded, StateStore
 from monitor.service.topics import MAX_STATE_BYTES, Topics, ensure_topics
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
 PROFILE_REFRESH_SECONDS = 3.0
 SERVICE_POINT_SECONDS = 10.0
-STORE_BACKOFF_SECONDS = (1.0, 30.0)  # first and longest wait after a failed metrics write
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -76,9 +75,7 @@ class DriftWorker:
         self.one: StageRunner | None = None
         self.two: StageRunner | None = None
         self.failed = False
-        self.counters = {"dlq_messages": 0, "metric_write_failures": 0}
-        self._store_retry_at = 0.0
-        self._store_backoff = STORE_BACKOFF_SECONDS[0]
+        self.publish: Publisher | None = None
         self._last_refresh = time.monotonic()
         self._last_service = time.monotonic()
         self._last_records = 0
@@ -102,6 +99,7 @@ class DriftWorker:
             bootstrap_servers=s.bootstrap_servers, client_id=f"{s.group}-{self.name}-out", acks="all",
             enable_idempotence=True, linger_ms=5, max_request_size=MAX_STATE_BYTES)
         await self.producer.start()
+        publish = self.publish = Publisher(self.producer, self.writer, s)
         partitions = topics.predictions.partitions
         one_binding = Binding(s.predictions_topic, topics.predictions.topic_id, s.group,
                               partitions)
@@ -111,14 +109,14 @@ class DriftWorker:
             "stage one", s.predictions_topic, self._consumer(s.group),
             StateStore(self.producer, await self._reader("state"), s.topic("state"),
                        one_binding),
-            self._new_fold, self._deliver_partials, self._send_dead_letters,
+            self._new_fold, publish.partials, publish.dead_letters,  # type: ignore[arg-type]
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
             commit_interval=s.commit_interval_seconds)
         self.two = StageRunner(
             "stage two", s.topic("partials"), self._consumer(f"{s.group}.windows"),
             StateStore(self.producer, await self._reader("windows"), s.topic("windows"),
                        two_binding),
-            self._new_merge, self._deliver_windows,
+            self._new_merge, publish.windows,  # type: ignore[arg-type]
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
             commit_interval=s.commit_interval_seconds)
         await asyncio.gather(self.one.run(), self.two.run())
@@ -156,71 +154,6 @@ class DriftWorker:
                               profiles=self.store, loaded=loaded,
                               reports=bool(self.settings.reports_topic))
 
-    # -- effects --------------------------------------------------------------------------------
-    async def _send_dead_letters(self, letters: list[DeadLetter]) -> None:
-        assert self.producer is not None
-        futures = []
-        for letter in letters:
-            record = letter.record
-            headers = [("reason", letter.reason.encode()),
-                       ("source_topic", str(record.topic).encode()),
-                       ("source_partition", str(record.partition).encode()),
-                       ("source_offset", str(record.offset).encode())]
-            if letter.model:
-                headers.append(("model", letter.model.encode()))
-            futures.append(await self.producer.send(self.settings.dlq_topic, letter.raw,
-                                                    key=record.key, headers=headers))
-        for future in futures:
-            await future
-        self.counters["dlq_messages"] += len(letters)
-
-    async def _deliver_partials(self, processor: FoldProcessor) -> None:  # type: ignore[override]
-        assert self.producer is not None
-        topic = self.settings.topic("partials")
-        futures = [await self.producer.send(topic, m.value, key=m.key, partition=m.partition)
-                   for m in processor.outbox()]
-        for future in futures:
-            await future
-        processor.delivered()
-
-    async def _deliver_windows(self, processor: MergeProcessor) -> None:  # type: ignore[override]
-        assert self.producer is not None
-        alerts = processor.alerts()
-        if alerts:
-            futures = [await self.producer.send(
-                self.settings.alerts_topic, json.dumps(a, allow_nan=False).encode(),
-                key=str(a["model"]).encode()) for a in alerts]
-            for future in futures:
-                await future
-            for a in alerts:
-                log.info("alert %s %s %s/%s %s %s: %s", a["status"], a["severity"], a["model"],
-                         a["version"], a["feature"] or "-", a["check"], a["message"])
-            processor.alerts_delivered()
-        reports = processor.reports()
-        if reports:
-            futures = [await self.producer.send(
-                self.settings.reports_topic, json.dumps(r, allow_nan=False).encode(),
-                key=str(r["model"]).encode()) for r in reports]
-            for future in futures:
-                await future
-            processor.reports_delivered()
-        if time.monotonic() < self._store_retry_at:
-            return
-        points = processor.points()
-        if not points:
-            return
-        try:
-            await asyncio.to_thread(self.writer.write, points)
-        except StoreError as exc:
-            self.counters["metric_write_failures"] += 1
-            self._store_retry_at = time.monotonic() + self._store_backoff
-            log.warning("%s; %d points wait in the outbox, next try in %.0f s", exc,
-                        processor.outbox_points(), self._store_backoff)
-            self._store_backoff = min(self._store_backoff * 2, STORE_BACKOFF_SECONDS[1])
-            return
-        self._store_backoff = STORE_BACKOFF_SECONDS[0]
-        processor.points_delivered()
-
     # -- the timer ------------------------------------------------------------------------------
     async def _tick(self) -> None:
         if self.failed:
@@ -247,28 +180,22 @@ class DriftWorker:
         records = stats["records_processed"]
         stats["records_per_second"] = (records - self._last_records) / elapsed if elapsed else 0
         self._last_records = records
-        try:
-            await asyncio.to_thread(self.writer.write, [service_point(self.name, stats)])
-        except StoreError:
-            self.counters["metric_write_failures"] += 1
+        if self.publish is not None:
+            await self.publish.points([service_point(self.name, stats)])
 
     def stats(self) -> dict[str, Any]:
-        """The worker's counters (the drift_service point)."""
-        folds = [s.processor for s in (self.one.slots.values() if self.one else [])]
-        merges = [s.processor for s in (self.two.slots.values() if self.two else [])]
-        return {
-            "records_processed": sum(p.records for p in folds),  # type: ignore[attr-defined]
-            "invalid_records": sum(p.folder.invalid_unattributed  # type: ignore[attr-defined]
-                                   + sum(p.folder.counts.invalid.values())  # type: ignore[attr-defined]
-                                   for p in folds),
-            "late_records": sum(sum(p.folder.counts.late.values())  # type: ignore[attr-defined]
-                                for p in folds),
-            "windows_evaluated": sum(p.windows for p in merges),  # type: ignore[attr-defined]
-            "metric_points_buffered": sum(p.outbox_points() for p in merges),  # type: ignore[attr-defined]
-            "metric_points_dropped": sum(p.dropped_points for p in merges),  # type: ignore[attr-defined]
-            "checkpoint_bytes": self.one.checkpoint_bytes if self.one else 0,
-            **self.counters,
-        }
+        """The worker's counters since it started (the drift_service point)."""
+        out: dict[str, Any] = {}
+        for runner in (self.one, self.two):
+            if runner is not None:
+                for key, value in runner.stats().items():
+                    out[key] = out.get(key, 0) + value
+        if self.one is not None:
+            out["checkpoint_bytes"] = self.one.checkpoint_bytes
+        if self.publish is not None:
+            out.update(self.publish.counters)
+        out.setdefault("records_processed", 0)
+        return out
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def _fail(self, exc: BaseException) -> None:

@@ -116,6 +116,19 @@ class AlertTracker:
                 events.append(self._alert(report, key, episode, "resolved", None))
         return events
 
+    def close_all(self, when: float, reason: str) -> list[Alert]:
+        """End every open episode (the model's profile was removed: nothing will clear them)."""
+        events = []
+        for key, episode in sorted(self.open.items()):
+            model, version, feature, check = key
+            events.append(Alert(episode.alert_id, "resolved", str(Severity(episode.severity)),
+                                model, version, feature, check, episode.last_value,
+                                episode.threshold, iso(when), iso(when), iso(episode.since), "",
+                                f"[{model} v{version}] resolved: {reason} (episode since "
+                                f"{iso(episode.since)})"))
+        self.open.clear()
+        return events
+
     def _trend_findings(self, report: WindowReport) -> list[Finding]:
         out: list[Finding] = []
         for name, feature in report.features.items():

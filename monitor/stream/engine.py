@@ -74,13 +74,15 @@ class Engine:
             windows=self.merger.windows)
 
     def to_state(self) -> dict[str, Any]:
+        """Both stages' state as plain data (what the worker's checkpoints hold)."""
         return {"folder": {"header": self.folder.header_state(),
-                           "models": [self.folder.model_state(k) for k in self.folder.models]},
+                           "models": [[list(k), self.folder.model_state(k)]
+                                      for k in self.folder.models]},
                 "merger": {"header": self.merger.header_state(),
-                           "models": [self.merger.model_state(k) for k in self.merger.models]}}
+                           "models": [[list(k), self.merger.model_state(k)]
+                                      for k in self.merger.models]}}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.folder.restore(state["folder"]["header"],
-                            {(m["key"][0], m["key"][1]): m for m in state["folder"]["models"]})
-        self.merger.restore(state["merger"]["header"],
-                            {(m["key"][0], m["key"][1]): m for m in state["merger"]["models"]})
+        for stage, target in (("folder", self.folder), ("merger", self.merger)):
+            target.restore(state[stage]["header"],  # type: ignore[attr-defined]
+                           {(k[0], k[1]): m for k, m in state[stage]["models"]})

@@ -10,19 +10,23 @@ synchronous: the worker feeds it messages and performs what `evaluate_due()` ret
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.drift.checks import Severity
 from monitor.drift.evaluate import WindowReport, compare
 from monitor.ingest.records import ModelKey
 from monitor.profile.model import Profile
-from monitor.stream.alerts import Alert, AlertTracker, alert_id, iso
+from monitor.stream import merger_state
+from monitor.stream.alerts import Alert, AlertTracker
 from monitor.stream.config import EngineConfig
 from monitor.stream.messages import Message, Partial, Progress
+from monitor.stream.unprofiled import Unprofiled
 from monitor.summaries.window import WindowSummary
+
+log = logging.getLogger(__name__)
 
 ProfileLookup = Callable[[str, str], Profile | None]
 RECENT_CLOSED = 16  # closed windows whose merged sources are remembered (to spot repeats)
@@ -58,14 +62,6 @@ class MergedModel:
     late: int = 0  # late records to count on the next evaluated window
 
 
-@dataclass
-class NoProfile:
-    alert_id: str
-    since: float
-    records: int = 0
-    announced: bool = False  # its `firing` alert has gone out
-
-
 class WindowMerger:
     def __init__(self, profiles: ProfileLookup, config: EngineConfig, *,
                  profile_by_id: Callable[[str], Profile | None] | None = None) -> None:
@@ -76,8 +72,7 @@ class WindowMerger:
         self.n_sources = 1
         self.models: dict[ModelKey, MergedModel] = {}
         self.invalid: dict[str, int] = {}  # invalid records per model name, for its next window
-        self.unprofiled: dict[ModelKey, NoProfile] = {}
-        self.unprofiled_overflow = 0  # records of keys beyond max_unprofiled_keys
+        self.unprofiled = Unprofiled(config.max_unprofiled_keys)
         self.duplicates = 0  # partials received again (a restarted stage one resends them)
         self.late_partials = 0  # partials of a window already evaluated
         self.windows = 0
@@ -94,7 +89,7 @@ class WindowMerger:
                 self._progress(message)
 
     def _partial(self, p: Partial) -> None:
-        model = self._model(p.key)
+        model = self.get_or_create(p.key)
         start = p.start
         if start < model.closed_before:
             if p.source in model.recent.get(start, ()):
@@ -121,7 +116,7 @@ class WindowMerger:
         for key, n in new.late.items():
             added = _delta(n, old.late.get(key) if old else None)
             if added:
-                self._model(key).late += added
+                self.get_or_create(key).late += added
                 self._dirty.add(key)
         for name, n in new.invalid.items():
             self.invalid[name] = self.invalid.get(name, 0) + _delta(
@@ -129,7 +124,8 @@ class WindowMerger:
         for key, n in new.unprofiled.items():
             added = _delta(n, old.unprofiled.get(key) if old else None)
             if added:
-                self._count_unprofiled(key, added)
+                self.unprofiled.count(key, added, now=self._now())
+                self._header_dirty = True
         self.sources[p.source] = new
         self._header_dirty = True
 
@@ -149,14 +145,29 @@ class WindowMerger:
     def evaluate_due(self) -> list[Evaluated | Alert]:
         """Evaluate every window that all input partitions are done with; also the
         `no_profile` episodes that begin or end."""
-        out: list[Evaluated | Alert] = list(self._no_profile_events())
-        for key, model in self.models.items():
+        out: list[Evaluated | Alert] = list(self.unprofiled.events(self.profiles,
+                                                                   now=self._now()))
+        for key, model in list(self.models.items()):
             mark = self.watermark(key)
             for start in sorted(s for s in model.open if s + self.config.window_seconds <= mark):
                 out.extend(self._close(key, model, start))
             if self._final and model.carry is not None:
                 out.extend(self._evaluate_carry(key, model))
+            if not model.open and self.profiles(*key) is None:
+                out.extend(self._retire(key, model))
         return out
+
+    def _retire(self, key: ModelKey, model: MergedModel) -> list[Alert]:
+        """The model's profile was removed and its last windows are evaluated: its open alerts
+        end (nothing would ever clear them), and its state goes."""
+        alerts = model.tracker.close_all(
+            self._now(), "the profile was removed, the model is no longer monitored")
+        if model.carry is not None:
+            log.warning("%s v%s: profile removed; a carried window of %d records is dropped",
+                        key[0], key[1], int(model.carry.get("records", 0)))
+        del self.models[key]
+        self._dirty.add(key)
+        return alerts
 
     def finish(self) -> list[Evaluated | Alert]:
         """End of input (replay): evaluate everything still open."""
@@ -232,42 +243,13 @@ class WindowMerger:
         self.windows += 1
         return Evaluated(report, model.tracker.observe(report))
 
-    # -- models without a profile ---------------------------------------------------------------
-    def _count_unprofiled(self, key: ModelKey, n: int) -> None:
-        episode = self.unprofiled.get(key)
-        if episode is None:
-            if len(self.unprofiled) >= self.config.max_unprofiled_keys:
-                self.unprofiled_overflow += n  # bounded: said in the service metrics
-                return
-            now = self._now()
-            episode = self.unprofiled[key] = NoProfile(
-                alert_id((key[0], key[1], "", "no_profile"), now), now)
-        episode.records += n
-        self._header_dirty = True
-
-    def _no_profile_events(self) -> Iterable[Alert]:
-        """One episode per model/version without a profile: `firing` when its records first
-        arrive, `resolved` (same id) when its profile does. Each episode has an id of its own."""
-        for key, episode in list(self.unprofiled.items()):
-            profile = self.profiles(*key)
-            if not episode.announced and profile is None:
-                episode.announced = True
-                self._header_dirty = True
-                yield _no_profile_alert(key, episode, "firing", self._now())
-            elif profile is not None:
-                del self.unprofiled[key]
-                self._header_dirty = True
-                if episode.announced:
-                    yield _no_profile_alert(key, episode, "resolved", self._now(),
-                                            profile.profile_id)
-
     def _now(self) -> float:
         """Event time of this merger: the newest default watermark (0 before any)."""
         marks = [s.default for s in self.sources.values() if math.isfinite(s.default)]
         return max(marks) + self.config.grace_seconds if marks else 0.0
 
     # -- state ----------------------------------------------------------------------------------
-    def _model(self, key: ModelKey) -> MergedModel:
+    def get_or_create(self, key: ModelKey) -> MergedModel:
         model = self.models.get(key)
         if model is None:
             model = self.models[key] = MergedModel(AlertTracker(
@@ -279,65 +261,15 @@ class WindowMerger:
         return dirty
 
     def header_state(self) -> dict[str, Any]:
-        return {
-            "n_sources": self.n_sources,
-            "sources": [[source, p.stream, p.default,
-                         [[m, v, w] for (m, v), w in sorted(p.models.items())],
-                         [[m, v, n] for (m, v), n in sorted(p.unprofiled.items())],
-                         [[m, v, n] for (m, v), n in sorted(p.late.items())],
-                         sorted(p.invalid.items())]
-                        for source, p in sorted(self.sources.items())],
-            "invalid": sorted(self.invalid.items()),
-            "unprofiled": [[m, v, e.alert_id, e.since, e.records, e.announced]
-                           for (m, v), e in sorted(self.unprofiled.items())],
-            "counters": {"duplicates": self.duplicates, "late_partials": self.late_partials,
-                         "windows": self.windows, "unprofiled_overflow": self.unprofiled_overflow},
-        }
+        return merger_state.header(self)
 
     def model_state(self, key: ModelKey) -> dict[str, Any] | None:
         model = self.models.get(key)
-        if model is None:
-            return None
-        return {"key": list(key),
-                "open": [[start, [[source, w] for source, w in sorted(by.items())]]
-                         for start, by in sorted(model.open.items())],
-                "closed_before": model.closed_before if math.isfinite(model.closed_before)
-                else None,
-                "recent": [[start, sources] for start, sources in sorted(model.recent.items())],
-                "carry": model.carry, "late": model.late, "tracker": model.tracker.to_state()}
+        return merger_state.model(model) if model is not None else None
 
     def restore(self, header: dict[str, Any] | None,
                 models: dict[ModelKey, dict[str, Any]]) -> None:
-        if header is not None:
-            self.n_sources = int(header["n_sources"])
-            self.sources = {
-                int(source): SourceProgress(
-                    str(stream), float(default),
-                    {(str(m), str(v)): float(w) for m, v, w in marks},
-                    {(str(m), str(v)): int(n) for m, v, n in unprofiled},
-                    {(str(m), str(v)): int(n) for m, v, n in late},
-                    {str(m): int(n) for m, n in invalid})
-                for source, stream, default, marks, unprofiled, late, invalid
-                in header["sources"]}
-            self.invalid = {str(m): int(n) for m, n in header["invalid"]}
-            self.unprofiled = {(str(m), str(v)): NoProfile(str(i), float(since), int(n), bool(a))
-                               for m, v, i, since, n, a in header["unprofiled"]}
-            counters = header["counters"]
-            self.duplicates = int(counters["duplicates"])
-            self.late_partials = int(counters["late_partials"])
-            self.windows = int(counters["windows"])
-            self.unprofiled_overflow = int(counters["unprofiled_overflow"])
-        for key, data in models.items():
-            model = self._model(key)
-            model.open = {float(start): {int(source): w for source, w in by}
-                          for start, by in data["open"]}
-            cb = data["closed_before"]
-            model.closed_before = float(cb) if cb is not None else -math.inf
-            model.recent = {float(start): [int(x) for x in sources]
-                            for start, sources in data["recent"]}
-            model.carry = data["carry"]
-            model.late = int(data["late"])
-            model.tracker.restore(data["tracker"])
+        merger_state.restore(self, header, models)
         self._dirty.clear()
 
     def firing(self, key: ModelKey) -> int:
@@ -352,17 +284,3 @@ def _delta(new: int, old: int | None) -> int:
     if old is None or new < old:
         return new
     return new - old
-
-
-def _no_profile_alert(key: ModelKey, episode: NoProfile, status: str, now: float,
-                      profile_id: str = "") -> Alert:
-    model, version = key
-    if status == "firing":
-        message = (f"[{model} v{version}] records arrive but no profile exists for this model "
-                   f"and version: they are counted, not monitored")
-    else:
-        message = (f"[{model} v{version}] resolved: profile {profile_id} loaded, monitoring "
-                   f"starts ({episode.records} records were not monitored)")
-    return Alert(episode.alert_id, status, str(Severity.WARNING), model, version, "",
-                 "no_profile", float(episode.records), None, iso(episode.since), iso(now),
-                 iso(episode.since), profile_id, message)
