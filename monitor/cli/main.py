@@ -234,7 +234,7 @@ def _check(args: argparse.Namespace) -> int:
     window = WindowSummary(profile)
     for chunk in read_chunks(args.data, predictions=tuple(args.prediction)):
         rows = next((len(v) if isinstance(v, list) else v.size for v in chunk.values()), 0)
-        window.seen_features |= set(chunk)
+        window.note_features(chunk, rows)
         window.update_columns(chunk, rows)
     if window.records == 0:
         raise InputError(f"no rows in {args.data}")

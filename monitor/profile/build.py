@@ -27,6 +27,9 @@ from monitor.profile.calibrate import OTHER_TOKEN, TextSample, calibrate
 from monitor.profile.language import detect
 from monitor.profile.model import TEXT_PROFILE_SAMPLE, FeatureProfile, Profile
 from monitor.summaries import CategoricalSummary, NumericSummary, TextSummary
+from monitor.summaries.bounds import tally_clipped
+from monitor.summaries.categorical import unseen_limit_for
+from monitor.summaries.exact import frame_for
 from monitor.summaries.text import DEFAULT_SAMPLE_SIZE, tokens
 from monitor.summaries.window import WindowSummary
 
@@ -107,7 +110,8 @@ class _FirstPass:
         if name in self.high_cardinality or isinstance(raw, NumericColumn | np.ndarray):
             return
         counter = self.labels.setdefault(name, Counter())
-        counter.update(v for v in label_column(raw).values if v is not None)
+        tally, _ = tally_clipped(v for v in label_column(raw).values if v is not None)
+        counter.update(tally)  # clipped values: a summary keeps nothing longer
         if len(counter) > LABEL_COUNT_CAP:
             self.high_cardinality.add(name)
 
@@ -184,19 +188,23 @@ def psi_bins(histogram: np.ndarray, groups: int = 10) -> list[int]:
     return [0, *starts.tolist(), len(histogram) - 1]
 
 
-def _empty_feature(name: str, kind: Kind, first: _FirstPass, opts: BuildOptions) -> FeatureProfile:
+def _empty_feature(name: str, kind: Kind, first: _FirstPass, opts: BuildOptions,
+                   unseen_limit: int) -> FeatureProfile:
     values = first.sample[name]
     lo, hi = first.minmax.get(name, (0.0, 0.0))
     if kind is Kind.NUMERIC:
         finite = numeric_column(values).values
         finite = finite[np.isfinite(finite)]
-        return FeatureProfile(name, kind, NumericSummary(numeric_edges(finite, lo, hi, opts.bins)))
+        center, quantum = frame_for(finite)
+        return FeatureProfile(name, kind, NumericSummary(
+            numeric_edges(finite, lo, hi, opts.bins), center=center, quantum=quantum))
     if kind is Kind.CATEGORICAL:
         counts = first.labels.get(name, Counter())
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         vocabulary = [v for v, _ in ranked[: opts.max_categories]]
         complete = name not in first.high_cardinality and len(ranked) <= opts.max_categories
-        return FeatureProfile(name, kind, CategoricalSummary(vocabulary, complete=complete))
+        return FeatureProfile(name, kind, CategoricalSummary(
+            vocabulary, complete=complete, unseen_limit=unseen_limit))
     texts = [v for v in label_column(values, numbers_as_labels=False).values if v is not None]
     lengths = np.array([len(t) for t in texts], dtype=float)
     words = np.array([len(t.split()) for t in texts], dtype=float)
@@ -254,7 +262,9 @@ def build_profile(path: str | Path, opts: BuildOptions, progress: Progress | Non
         raise UsageError(f"--schema names features that are not in the data: {', '.join(unknown)}")
     kinds = {name: opts.schema.get(name) or infer_kind(first.sample[name])
              for name in first.columns}
-    features = {name: _empty_feature(name, kind, first, opts) for name, kind in kinds.items()}
+    unseen_limit = unseen_limit_for(sum(k is Kind.CATEGORICAL for k in kinds.values()))
+    features = {name: _empty_feature(name, kind, first, opts, unseen_limit)
+                for name, kind in kinds.items()}
     profile = Profile(opts.model, opts.version, features, window_size=opts.window_size,
                       false_alarm_rate=opts.false_alarm_rate, tool_version=__version__)
     training = WindowSummary(profile)
