@@ -102,3 +102,40 @@ def test_profile_build_command_writes_the_profile(training_csv: Path, tmp_path: 
     assert main(["profile", "build", str(training_csv), "--model", "m", "--version", "1",
                  "--prediction", "prediction", "--calibration-windows", "30", "-o", str(out)]) == 0
     assert Profile.load(out).model == "m" and "wrote" in capsys.readouterr().out
+
+
+def _run_with_closed_stdout(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run the CLI with its stdout a pipe whose reader has already gone (`check ... | head`)."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, "-m", "monitor", *argv], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, cwd=cwd, timeout=120)
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_check_with_stdout_closed_still_exits_1_on_drift(profile: Profile, tmp_path: Path,
+                                                         fmt: str) -> None:
+    prof = profile.save(tmp_path / "p.json")
+    drifted = _batch_csv(tmp_path / "d.csv", Scenario(mean_shift=1.0))
+    clean = _batch_csv(tmp_path / "c.csv")
+    common = ["--profile", str(prof), "--prediction", "prediction", "--format", fmt]
+    proc = _run_with_closed_stdout(["check", str(drifted), *common], tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stderr == ""
+    proc = _run_with_closed_stdout(["check", str(clean), *common], tmp_path)
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_readme_check_synopsis_shows_every_check_option() -> None:
+    """README's `drift-monitor check` synopsis names each option `check --help` lists."""
+    from monitor.cli.main import build_parser
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    synopsis = next(line for line in readme.splitlines() if line.startswith("drift-monitor check "))
+    check = build_parser()._subparsers._group_actions[0].choices["check"]  # type: ignore[union-attr]
+    options = {o for a in check._actions for o in a.option_strings if o.startswith("--")} - {"--help"}
+    assert options and all(o in synopsis for o in options), (options, synopsis)

@@ -134,8 +134,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_status
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # stdout closed early (`| head`): nothing more to say
+        _silence_stdout()
         return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush cannot fail again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _emit(text: str) -> None:
+    """Print `text`; a reader that has gone away (`| head`) is not an error."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -239,11 +259,13 @@ def _check(args: argparse.Namespace) -> int:
     if window.records == 0:
         raise InputError(f"no rows in {args.data}")
     report = compare(window, profile, overrides=load_overrides(args.thresholds, 2))
+    # The verdict is the exit status, whether or not anyone reads the output to its end.
+    status = 1 if report.severity >= Severity.WARNING else 0
     if args.format == "json":
-        print(json.dumps(jsonable(report.to_dict()), indent=1))
+        _emit(json.dumps(jsonable(report.to_dict()), indent=1))
     else:
-        print(format_table(report))
-    return 1 if report.severity >= Severity.WARNING else 0
+        _emit(format_table(report))
+    return status
 
 
 def _replay(args: argparse.Namespace) -> int:
