@@ -2,15 +2,18 @@
 
 A chunk maps feature name -> raw values (a Python list, or a numpy array for numeric Arrow
 columns). Prediction outputs are renamed to `prediction` (one output) or `prediction.<name>`.
-Files are streamed, so memory stays bounded whatever their size.
+Files are streamed, so memory stays bounded whatever their size. CSV and JSONL may be compressed
+(`.gz`, `.bz2`, `.zst`, decompressed as they stream by Arrow's codecs, so no extra dependency);
+Parquet compresses internally and is refused when wrapped in one of those.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -24,17 +27,58 @@ CHUNK_ROWS = 65_536
 FORMATS = ("csv", "parquet", "jsonl")
 
 
-def detect_format(path: Path) -> str:
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+
+
+def compression_of(path: Path) -> str | None:
+    """The Arrow codec of a compressed file's suffix, or None.
+
+    >>> compression_of(Path("logs.jsonl.zst")), compression_of(Path("train.csv"))
+    ('zstd', None)
+    """
+    return COMPRESSIONS.get(path.suffix.lower())
+
+
+def data_suffix(path: Path) -> str:
+    """The suffix that names the data format, under any compression suffix.
+
+    >>> data_suffix(Path("a.tsv.gz")), data_suffix(Path("b.jsonl")), data_suffix(Path("c.gz"))
+    ('.tsv', '.jsonl', '')
+    """
     suffixes = [s.lower() for s in path.suffixes]
-    name = suffixes[-1] if suffixes else ""
-    if name in (".gz", ".bz2", ".zst") and len(suffixes) > 1:
-        name = suffixes[-2]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def detect_format(path: Path) -> str:
+    name = data_suffix(path)
     fmt = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
            ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}.get(name)
     if fmt is None:
         raise InputError(f"unknown data format {path.suffix or '(no extension)'!r} for {path}: "
-                         f"use .csv, .parquet or .jsonl")
+                         f"use .csv, .parquet or .jsonl (optionally .gz, .bz2 or .zst)")
+    if fmt == "parquet" and compression_of(path):
+        raise InputError(f"Parquet compresses internally; {path.name} is wrapped in "
+                         f"{path.suffix}: decompress it first (.gz, .bz2 and .zst are for CSV "
+                         f"and JSONL)")
     return fmt
+
+
+def open_binary(path: Path) -> BinaryIO:
+    """The file's bytes, decompressed as they are read when its suffix says so."""
+    codec = compression_of(path)
+    if codec is None:
+        return path.open("rb")
+    import pyarrow as pa
+
+    return io.BufferedReader(pa.input_stream(str(path), compression=codec), 1 << 20)
+
+
+def decompression_error(path: Path, exc: Exception) -> InputError:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return InputError(f"cannot read {path.name} ({compression_of(path) or 'uncompressed'}): "
+                      f"{first}")
 
 
 def check_readable(path: str | Path) -> Path:
@@ -107,12 +151,13 @@ def _csv_batches(path: Path, chunk_rows: int) -> Iterator[Any]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    delimiter = "\t" if data_suffix(path) == ".tsv" else ","
+    codec = compression_of(path)
     try:
-        with path.open("rb") as fh:
+        with open_binary(path) as fh:
             header = fh.readline().decode("utf-8").rstrip("\r\n").split(delimiter)
         reader = pacsv.open_csv(
-            path,
+            pa.input_stream(str(path), compression=codec) if codec else path,
             read_options=pacsv.ReadOptions(block_size=max(1 << 20, chunk_rows * 64)),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
@@ -125,6 +170,8 @@ def _csv_batches(path: Path, chunk_rows: int) -> Iterator[Any]:
         raise InputError(f"CSV {path.name} is not valid UTF-8") from None
     except pa.ArrowInvalid as exc:
         raise InputError(f"cannot read CSV {path.name}: {str(exc).splitlines()[0]}") from None
+    except (OSError, EOFError) as exc:  # a corrupt or truncated compressed file
+        raise decompression_error(path, exc) from None
 
 
 def _parquet_batches(path: Path, chunk_rows: int) -> Iterator[Any]:
@@ -140,15 +187,18 @@ def _parquet_batches(path: Path, chunk_rows: int) -> Iterator[Any]:
 
 
 def jsonl_batches(path: Path, lines_per_batch: int) -> Iterator[list[bytes]]:
-    """Batches of raw non-blank lines (bytes) of a JSONL file."""
+    """Batches of raw non-blank lines (bytes) of a JSONL file (compressed or not)."""
     batch: list[bytes] = []
-    with path.open("rb") as fh:
-        for line in fh:
-            if line.strip():
-                batch.append(line)
-                if len(batch) >= lines_per_batch:
-                    yield batch
-                    batch = []
+    try:
+        with open_binary(path) as fh:
+            for line in fh:
+                if line.strip():
+                    batch.append(line)
+                    if len(batch) >= lines_per_batch:
+                        yield batch
+                        batch = []
+    except (OSError, EOFError) as exc:  # a corrupt or truncated compressed file
+        raise decompression_error(path, exc) from None
     if batch:
         yield batch
 
