@@ -139,3 +139,27 @@ def test_readme_check_synopsis_shows_every_check_option() -> None:
     check = build_parser()._subparsers._group_actions[0].choices["check"]  # type: ignore[union-attr]
     options = {o for a in check._actions for o in a.option_strings if o.startswith("--")} - {"--help"}
     assert options and all(o in synopsis for o in options), (options, synopsis)
+
+
+def test_check_on_a_log_of_several_models_checks_the_profiles_model(
+        profile: Profile, tmp_path: Path) -> None:
+    """`check` merged every model of a log (50% nulls on every feature); now it filters to the
+    profile's model and version and says how many other records it left out."""
+    prof = profile.save(tmp_path / "p.json")
+    rng = np.random.default_rng(6)
+    logs = tmp_path / "logs.jsonl"
+    with logs.open("w") as fh:
+        ts = 1_764_158_400 + np.arange(500.0)
+        for r in records(generate_columns(500, rng), model="churn", version="3", ts=ts):
+            fh.write(json.dumps(r) + "\n")
+            fh.write(json.dumps({"model": "fraud", "version": "1", "ts": r["ts"],
+                                 "features": {"amount": 3.5}}) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "monitor", "check", str(logs), "--profile",
+                           str(prof), "--format", "json"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    report = json.loads(proc.stdout)
+    assert report["records"] == 500
+    assert report["features"]["age"]["metrics"]["null_rate"] < 0.05
+    assert "amount" not in report.get("unexpected_features", [])
+    assert proc.stderr.startswith("note: 500 records of other models or versions in logs.jsonl "
+                                  "were not checked against churn-3 (fraud v1: 500)"), proc.stderr

@@ -214,6 +214,11 @@ def _profile_build(args: argparse.Namespace) -> int:
         sys.stderr.write("\n")
     kinds = ", ".join(f"{n}:{k}" for n, k in sorted(profile.schema.items()))
     print(f"wrote {out} ({profile.profile_id}, {profile.source['rows']} rows; {kinds})")
+    others = profile.source.get("other_model_records")
+    if others:
+        print(f"note: {others:,} records of other models or versions in {Path(args.data).name} "
+              f"were left out (the profile is for {args.model} v{args.model_version})",
+              file=sys.stderr)
     return 0
 
 
@@ -245,19 +250,25 @@ def _nested_numbers(data: Any, depth: int) -> bool:
 def _check(args: argparse.Namespace) -> int:
     from monitor.drift.checks import Severity
     from monitor.drift.evaluate import compare
-    from monitor.ingest.readers import read_chunks
+    from monitor.ingest.readers import ReadStats, read_chunks
     from monitor.outputs.render import format_table, jsonable
     from monitor.profile.model import Profile
     from monitor.summaries.window import WindowSummary
 
     profile = Profile.load(args.profile)
     window = WindowSummary(profile)
-    for chunk in read_chunks(args.data, predictions=tuple(args.prediction)):
+    read = ReadStats()  # a prediction log is filtered to the profile's model and version
+    for chunk in read_chunks(args.data, predictions=tuple(args.prediction),
+                             model=(profile.model, profile.version), stats=read):
         rows = next((len(v) if isinstance(v, list) else v.size for v in chunk.values()), 0)
         window.note_features(chunk, rows)
         window.update_columns(chunk, rows)
     if window.records == 0:
         raise InputError(f"no rows in {args.data}")
+    if read.other_models:
+        print(f"note: {sum(read.other_models.values()):,} records of other models or versions "
+              f"in {Path(args.data).name} were not checked against {profile.label} "
+              f"({read.others_text()})", file=sys.stderr)
     report = compare(window, profile, overrides=load_overrides(args.thresholds, 2))
     # The verdict is the exit status, whether or not anyone reads the output to its end.
     status = 1 if report.severity >= Severity.WARNING else 0

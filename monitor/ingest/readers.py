@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -19,7 +21,7 @@ import numpy as np
 
 from monitor.errors import InputError
 from monitor.ingest.columns import NumericColumn
-from monitor.ingest.records import RecordGroup, parse_messages
+from monitor.ingest.records import ModelKey, RecordGroup, parse_messages
 from monitor.ingest.schema import PREDICTION
 
 Chunk = dict[str, Any]
@@ -100,14 +102,32 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class ReadStats:
+    """What a read skipped: records of other models/versions in a log, and invalid lines."""
+
+    other_models: Counter[ModelKey] = field(default_factory=Counter)
+    invalid: int = 0
+
+    def others_text(self, limit: int = 5) -> str:
+        """`churn v2: 500, fraud v1: 300` (the most frequent first)."""
+        top = self.other_models.most_common(limit)
+        more = len(self.other_models) - len(top)
+        return ", ".join(f"{m[:60]} v{v[:20]}: {n:,}" for (m, v), n in top) + \
+            (f" and {more:,} more" if more > 0 else "")
+
+
 def read_chunks(path: str | Path, *, predictions: tuple[str, ...] = (),
-                chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+                chunk_rows: int = CHUNK_ROWS, model: ModelKey | None = None,
+                stats: ReadStats | None = None) -> Iterator[Chunk]:
     """Chunks of columns from a CSV, Parquet or JSONL file. For CSV and Parquet, every column is a
-    feature except `predictions`, which are the model's outputs."""
+    feature except `predictions`, which are the model's outputs. A JSONL prediction log is
+    filtered to `model` (model, version) when given, like `replay` does: the records of other
+    models and versions are counted in `stats`, never merged."""
     p = check_readable(path)
     fmt = detect_format(p)
     if fmt == "jsonl":
-        yield from _jsonl_chunks(p, chunk_rows)
+        yield from _jsonl_chunks(p, chunk_rows, model, stats if stats is not None else ReadStats())
         return
     rename = _prediction_names(predictions)
     for table in (_csv_batches(p, chunk_rows) if fmt == "csv" else _parquet_batches(p, chunk_rows)):
@@ -203,28 +223,38 @@ def jsonl_batches(path: Path, lines_per_batch: int) -> Iterator[list[bytes]]:
         yield batch
 
 
-def _jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[Chunk]:
+def _jsonl_chunks(path: Path, chunk_rows: int, model: ModelKey | None,
+                  stats: ReadStats) -> Iterator[Chunk]:
     """Prediction-log records from JSONL, as columns. Invalid lines are skipped and counted;
-    a file with no valid record is an error."""
+    a file with no valid record (of `model`, when given) is an error."""
     valid = 0
     first_error: str | None = None
     for lines in jsonl_batches(path, chunk_rows):
-        chunk, n, err = _jsonl_chunk(lines)
-        valid, first_error = valid + n, first_error or err
+        batch = parse_messages(lines)
+        stats.invalid += len(batch.invalid)
+        first_error = first_error or (batch.invalid[0].reason if batch.invalid else None)
+        groups = list(batch.groups.values())
+        if model is not None:
+            for key, group in batch.groups.items():
+                if key != model:
+                    stats.other_models[key] += len(group)
+            groups = [g for key, g in batch.groups.items() if key == model]
+        chunk, n = _columns_of(groups)
+        valid += n
         if n:
             yield chunk
+    if valid == 0 and stats.other_models and model is not None:
+        raise InputError(f"no record of model {model[0]!r} version {model[1]!r} in {path.name}; "
+                         f"it holds {stats.others_text()}")
     if valid == 0:
         raise InputError(f"no valid prediction-log record in {path.name}"
                          + (f": {first_error}" if first_error else ""))
 
 
-def _jsonl_chunk(lines: list[bytes]) -> tuple[Chunk, int, str | None]:
-    batch = parse_messages(lines)
+def _columns_of(groups: list[RecordGroup]) -> tuple[Chunk, int]:
     merged = RecordGroup("", "")
-    for group in batch.groups.values():
+    for group in groups:
         merged.ts.extend(group.ts)
         merged.features.extend(group.features)
         merged.predictions.extend(group.predictions)
-    chunk = {name: merged.column(name) for name in sorted(merged.feature_names())}
-    error = batch.invalid[0].reason if batch.invalid else None
-    return chunk, len(merged), error
+    return {name: merged.column(name) for name in sorted(merged.feature_names())}, len(merged)
