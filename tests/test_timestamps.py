@@ -67,3 +67,24 @@ def test_an_ancient_ts_does_not_crash_the_engine(profile: Profile) -> None:
     reports = [e.report for e in out if isinstance(e, Evaluated)]
     assert sum(r.records for r in reports) == 2
     assert any(getattr(a, "window_start", "").startswith("-314918") for a in out)
+
+
+def test_report_with_an_ancient_record_is_written(tmp_path) -> None:
+    """`report` plotted window times with datetime and crashed on year -314918."""
+    import json
+
+    from monitor.cli.main import main
+    from monitor.profile.build import BuildOptions, build_profile
+
+    rng = np.random.default_rng(3)
+    train = tmp_path / "train.csv"
+    train.write_text("x\n" + "".join(f"{v:.4f}\n" for v in rng.normal(0, 1, 1000)))
+    build_profile(train, BuildOptions(model="m", version="1", window_size=100,
+                                      calibration_windows=20)).save(tmp_path / "p" / "m-1.json")
+    logs = tmp_path / "logs.jsonl"
+    lines = [{"model": "m", "version": "1", "ts": -1e13, "features": {"x": 9.0}}] + [
+        {"model": "m", "version": "1", "ts": 1.7e9 + i / 10, "features": {"x": float(v)}}
+        for i, v in enumerate(rng.normal(0, 1, 400))]
+    logs.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert main(["report", str(logs), "--profiles", str(tmp_path / "p"),
+                 "-o", str(tmp_path / "r.html")]) == 0

@@ -46,6 +46,21 @@ def iso(ts: float) -> str:
             f"{rest % 60:02d}.{millis:03d}Z")
 
 
+_FIRST = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+_LAST = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+
+
+def to_datetime(ts: float) -> datetime:
+    """A UTC datetime (for plots), clamped into the years datetime can hold; never raises.
+
+    >>> to_datetime(0.0).year, to_datetime(-1e13).year, to_datetime(float("inf")).year
+    (1970, 1, 9999)
+    """
+    if ts != ts:  # NaN
+        ts = 0.0
+    return datetime.fromtimestamp(min(max(ts, _FIRST), _LAST), UTC)
+
+
 def parse_ts(value: Any, latest: float | None = None) -> float:
     """Epoch seconds from a number (epoch seconds) or a string: ISO 8601 (UTC when naive,
     expanded years allowed) or a number. Raises ValueError, with the reason, and nothing else.
