@@ -10,11 +10,9 @@ One message holds one record or a JSON array of records.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
 
@@ -22,6 +20,7 @@ import numpy as np
 import orjson
 
 from monitor.ingest.schema import PREDICTION
+from monitor.ingest.timestamps import MAX_FUTURE_SECONDS, parse_ts
 
 ModelKey = tuple[str, str]
 
@@ -97,41 +96,6 @@ class ParsedBatch:
     @property
     def valid_count(self) -> int:
         return sum(len(g) for g in self.groups.values())
-
-
-MAX_FUTURE_SECONDS = 86_400.0  # a ts further ahead of this machine's clock is an error
-
-
-def parse_ts(value: Any, latest: float | None = None) -> float:
-    """Epoch seconds from a number (epoch seconds) or an ISO 8601 string (UTC when naive).
-
-    >>> parse_ts(1764158400), parse_ts("2025-11-26T12:00:00Z"), parse_ts("2025-11-26T12:00:00.5+00:00")
-    (1764158400.0, 1764158400.0, 1764158400.5)
-    """
-    if type(value) in (int, float):
-        ts = float(value)
-        if not math.isfinite(ts):
-            raise ValueError(f"ts is not finite: {value!r}")
-        limit = time.time() + MAX_FUTURE_SECONDS if latest is None else latest
-        if ts > limit:
-            # Epoch milliseconds, or a broken clock: one such record would hold every later
-            # window open, so it is refused.
-            raise ValueError(f"ts is more than a day in the future ({value!r}; epoch seconds "
-                             f"expected, not milliseconds)")
-        return ts
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            try:
-                number = float(value)
-            except ValueError:
-                raise ValueError(f"ts is neither ISO 8601 nor epoch seconds: {value[:64]!r}") from None
-            return parse_ts(number, latest)
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return parse_ts(dt.timestamp(), latest)
-    raise ValueError(f"ts must be a string or a number, got {type(value).__name__}")
 
 
 def _decode(message: bytes) -> Any:

@@ -17,7 +17,6 @@ import numpy as np
 from monitor.errors import ProfileError
 from monitor.ingest.schema import Kind
 from monitor.summaries import (
-    CategoricalSummary,
     NumericSummary,
     Summary,
     TextSummary,
@@ -25,7 +24,7 @@ from monitor.summaries import (
 )
 
 FORMAT = "drift-monitor/profile"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: exact numeric moments (centre, quantum, integer sums); bounded values
 TEXT_PROFILE_SAMPLE = 5_000  # training texts analysed for language and vocabulary
 
 
@@ -192,13 +191,9 @@ def _canonical(data: Any) -> bytes:
 
 
 def empty_summary(feature: FeatureProfile) -> Summary:
-    """A window summary for this feature: same edges and vocabulary as the training one."""
-    s = feature.summary
-    if isinstance(s, NumericSummary):
-        return NumericSummary(s.edges)
-    if isinstance(s, CategoricalSummary):
-        return CategoricalSummary(s.vocabulary, complete=s.complete)
-    return TextSummary(s.length.edges, s.tokens.edges)
+    """A window summary for this feature: same edges, quantisation frame, vocabulary and
+    bounds as the training one."""
+    return feature.summary.empty_like()
 
 
 def coarse(histogram: np.ndarray, starts: list[int]) -> np.ndarray:

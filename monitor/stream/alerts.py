@@ -7,19 +7,15 @@ import base64
 import hashlib
 import pickle
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from river.drift import PageHinkley
 
 from monitor.drift.checks import Severity
 from monitor.drift.evaluate import Finding, WindowReport
+from monitor.ingest.timestamps import iso
 
 AlertKey = tuple[str, str, str, str]  # model, version, feature, check
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
