@@ -35,7 +35,7 @@ def test_1000_records_of_32kb_values_make_a_small_checkpoint(profile: Profile) -
     engine.ingest(parse_messages(_huge_values(np.random.default_rng(1), 1000, T0)))
     size = len(json.dumps(engine.to_state()))
     assert size < 300_000, size
-    window = next(iter(engine.models.values())).windows[T0]
+    window = next(iter(engine.folder.models.values())).windows[T0]
     assert window.features["state"].unseen_total == 1000  # every value still counted
 
 
