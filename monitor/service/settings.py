@@ -43,6 +43,7 @@ class Settings:
     # How often Faust commits consumer offsets. The checkpoints, not the commits, carry the
     # no-loss / no-double-count promise; tests lengthen this to force re-delivery after a kill.
     commit_interval_seconds: float = 2.8
+    persistent_windows: int = 30  # an alert episode open this long publishes `persistent`
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -97,6 +98,7 @@ class Settings:
             metrics_buffer=positive("METRICS_BUFFER", cls.metrics_buffer, int),
             commit_interval_seconds=positive("COMMIT_INTERVAL_SECONDS",
                                              cls.commit_interval_seconds),
+            persistent_windows=positive("PERSISTENT_WINDOWS", cls.persistent_windows, int),
         )
 
     @property

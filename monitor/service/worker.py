@@ -93,7 +93,8 @@ class DriftWorker:
             bucket=settings.influx_bucket, max_buffered=settings.metrics_buffer)
         self.engine_config = EngineConfig(window_seconds=settings.window_seconds,
                                           grace_seconds=settings.grace_seconds,
-                                          min_records=settings.min_records)
+                                          min_records=settings.min_records,
+                                          persistent_windows=settings.persistent_windows)
         self.kafka = KafkaIO(settings.bootstrap_servers, settings.state_topic,
                              client_id=settings.group)
         self.partitions: dict[int, PartitionState] = {}
@@ -274,7 +275,7 @@ class DriftWorker:
                      "invalid %d late %d severity %s", partition, r.model, r.version, r.start,
                      r.end, r.records, r.invalid, r.late, r.severity)
             model_state = state.engine.models.get((r.model, r.version))
-            firing = (sum(1 for k in model_state.tracker.open if k[:2] == (r.model, r.version))
+            firing = (model_state.tracker.open_count(r.model, r.version)
                       if model_state is not None else None)
             lines += report_points(r, self.store(r.model, r.version), alerts_firing=firing)
         lines += alert_points(alerts)

@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from monitor.drift.checks import Severity
 from monitor.drift.evaluate import Overrides, WindowReport, compare
 from monitor.ingest.records import ModelKey, ParsedBatch
 from monitor.profile.model import Profile
-from monitor.stream.alerts import Alert, AlertTracker, alert_id, iso
+from monitor.stream.alerts import Alert, AlertTracker, UnprofiledModels
 from monitor.summaries.window import WindowSummary
 
 ProfileLookup = Callable[[str, str], Profile | None]
@@ -35,6 +34,7 @@ class EngineConfig:
     overrides: dict[str, Overrides] = field(default_factory=dict)  # model (or "*") -> overrides
     trend: bool = True
     resolve_after: int = 2  # clean windows before an alert resolves (no flapping at the edge)
+    persistent_windows: int = 30  # an episode open this long publishes one `persistent` event
 
     def __post_init__(self) -> None:
         if not self.window_seconds > 0:
@@ -43,6 +43,12 @@ class EngineConfig:
             raise ValueError(f'"grace_seconds" must be >= 0: {self.grace_seconds}')
         if self.min_records < 1:
             raise ValueError(f'"min_records" must be >= 1: {self.min_records}')
+        if self.persistent_windows < 1:
+            raise ValueError(f'"persistent_windows" must be >= 1: {self.persistent_windows}')
+
+    def tracker(self) -> AlertTracker:
+        return AlertTracker(resolve_after=self.resolve_after, trend=self.trend,
+                            persistent_windows=self.persistent_windows)
 
     def overrides_for(self, model: str) -> Overrides:
         merged: Overrides = {}
@@ -85,7 +91,7 @@ class Engine:
         self.models: dict[ModelKey, ModelState] = {}
         self.watermark = -math.inf
         self.stats = EngineStats()
-        self.unprofiled: dict[ModelKey, int] = {}
+        self.unprofiled = UnprofiledModels()
         self.pending_invalid: dict[str, int] = {}
 
     # -- input ----------------------------------------------------------------------------------
@@ -98,10 +104,10 @@ class Engine:
                 self.pending_invalid[bad.model] = self.pending_invalid.get(bad.model, 0) + 1
         newest = self.watermark
         for key, group in batch.groups.items():
-            state = self._state(key, out, len(group))
+            ts = group.ts_array()
+            state = self._state(key, out, ts)
             if state is None:
                 continue
-            ts = group.ts_array()
             starts = np.floor(ts / self.config.window_seconds) * self.config.window_seconds
             late = starts < state.closed_before
             if late.any():
@@ -138,23 +144,19 @@ class Engine:
         return out
 
     # -- windows --------------------------------------------------------------------------------
-    def _state(self, key: ModelKey, out: list[Evaluated | Alert], n: int) -> ModelState | None:
+    def _state(self, key: ModelKey, out: list[Evaluated | Alert],
+               ts: np.ndarray) -> ModelState | None:
         state = self.models.get(key)
         profile = self.profiles(*key)
         if profile is None:
-            self.stats.no_profile += n
-            first = key not in self.unprofiled
-            self.unprofiled[key] = self.unprofiled.get(key, 0) + n
-            if first:
-                out.append(no_profile_alert(key, self.watermark))
+            self.stats.no_profile += len(ts)
+            fired = self.unprofiled.seen(key, len(ts), float(ts.min()), float(ts.max()))
+            out.extend([fired] if fired else [])
             return None
-        if key in self.unprofiled:  # the profile has arrived: the episode ends
-            self.unprofiled.pop(key)
-            out.append(no_profile_alert(key, self.watermark, status="resolved",
-                                        profile_id=profile.profile_id))
+        resolved = self.unprofiled.profiled(key, float(ts.min()), profile.profile_id)
+        out.extend([resolved] if resolved else [])  # the profile has arrived: the episode ends
         if state is None:
-            state = self.models[key] = ModelState(profile, tracker=AlertTracker(
-                resolve_after=self.config.resolve_after, trend=self.config.trend))
+            state = self.models[key] = ModelState(profile, tracker=self.config.tracker())
         elif state.profile.profile_id != profile.profile_id:
             state.profile = profile  # a rebuilt profile applies from the next window on
         return state
@@ -204,7 +206,7 @@ class Engine:
         return {
             "watermark": self.watermark if math.isfinite(self.watermark) else None,
             "stats": vars(self.stats).copy(),
-            "unprofiled": [[list(k), n] for k, n in self.unprofiled.items()],
+            "unprofiled": self.unprofiled.to_state(),
             "pending_invalid": dict(self.pending_invalid),
             "models": [
                 {"key": list(key), "profile_id": s.profile.profile_id,
@@ -218,7 +220,8 @@ class Engine:
     def restore(self, data: dict[str, Any]) -> None:
         self.watermark = data["watermark"] if data.get("watermark") is not None else -math.inf
         self.stats = EngineStats(**data.get("stats", {}))
-        self.unprofiled = {(k[0], k[1]): n for k, n in data.get("unprofiled", [])}
+        self.unprofiled = UnprofiledModels()
+        self.unprofiled.restore(data.get("unprofiled", []))
         self.pending_invalid = dict(data.get("pending_invalid", {}))
         self.models = {}
         for m in data.get("models", []):
@@ -226,8 +229,7 @@ class Engine:
             profile = self.profiles(*key)
             if profile is None:
                 continue  # the profile was removed: its windows cannot be evaluated any more
-            state = ModelState(profile, tracker=AlertTracker(
-                resolve_after=self.config.resolve_after, trend=self.config.trend))
+            state = ModelState(profile, tracker=self.config.tracker())
             for w in m["windows"]:
                 window = _load_window(w, profile)
                 if window is not None:
@@ -252,19 +254,3 @@ def _rebase(window: WindowSummary, profile: Profile) -> WindowSummary:
     fresh = WindowSummary(profile, window.start, window.end)
     fresh.invalid, fresh.late = window.invalid, window.late
     return fresh
-
-
-def no_profile_alert(key: ModelKey, watermark: float, *, status: str = "firing",
-                     profile_id: str = "") -> Alert:
-    """Records of a model/version without a profile (firing), or its profile arriving
-    (resolved, same alert id)."""
-    model, version = key
-    when = watermark if math.isfinite(watermark) else 0.0
-    if status == "firing":
-        message = (f"[{model} v{version}] records arrive but no profile exists for this model "
-                   f"and version: they are counted, not monitored")
-    else:
-        message = f"[{model} v{version}] resolved: profile {profile_id} loaded, monitoring starts"
-    return Alert(alert_id((model, version, "", "no_profile"), 0.0), status,
-                 str(Severity.WARNING), model, version, "", "no_profile", None, None,
-                 iso(when), iso(when), iso(when), profile_id, message)
