@@ -239,3 +239,29 @@ def test_no_profile_alerts_in_the_engine_carry_the_records_times() -> None:
     restored = Engine(lambda m, v: None)
     restored.restore(json.loads(json.dumps(engine.to_state())))
     assert restored.unprofiled.records(("other", "1")) == 3
+
+
+def test_alert_events_become_drift_alert_points_of_the_lead_check() -> None:
+    from monitor.outputs.line_protocol import alert_points
+
+    tracker = AlertTracker(trend=False)
+    events = run(tracker, [window(0, {"age": FIVE_WARNING}), window(1, {"age": FIVE_CRITICAL})])
+    points = alert_points(events)
+    assert len(points) == 2
+    assert points[0].startswith("drift_alert,check=mean_shift,feature=age,model=churn,"
+                                "severity=warning,status=firing,version=3 ")
+    assert ",severity=critical,status=firing," in points[1]
+    assert f'alert_id="{events[0].alert_id}"' in points[1] and ",threshold=0.75,value=1.5 " in points[1]
+
+
+def test_persistent_windows_comes_from_the_environment() -> None:
+    from monitor.errors import UsageError
+    from monitor.service.settings import Settings
+    from monitor.stream.engine import EngineConfig
+
+    assert Settings.from_env({"DRIFT_MONITOR_PERSISTENT_WINDOWS": "12"}).persistent_windows == 12
+    assert Settings.from_env({}).persistent_windows == 30
+    with pytest.raises(UsageError, match="DRIFT_MONITOR_PERSISTENT_WINDOWS must be a positive "
+                                         "integer \\('0'\\)"):
+        Settings.from_env({"DRIFT_MONITOR_PERSISTENT_WINDOWS": "0"})
+    assert EngineConfig(persistent_windows=12).tracker().persistent_windows == 12

@@ -10,7 +10,7 @@ Guarantees (DESIGN.md, "Exactly-once counts without trusting Faust's exactly_onc
   the checkpoint and every record at or below the checkpointed offset is skipped.
 * Alerts and dead letters are at-least-once: they are sent before the checkpoint, so a kill
   between the two sends them again after restart. Consumers dedupe alerts by `alert_id`
-  (with `status`), dead letters by `source_partition`/`source_offset`.
+  (with `status` and `severity`), dead letters by `source_partition`/`source_offset`.
 * Metrics are written after the checkpoint, through a bounded buffer: at-most-once (a kill
   loses what is buffered), never duplicated by a replay.
 * A batch that cannot be completed (Kafka refuses the checkpoint, a bug) crashes the worker
