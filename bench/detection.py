@@ -100,7 +100,7 @@ def no_drift(profile: Profile, n: int, seed: int) -> dict[str, Any]:
 
 
 def tracker_trend_now(tracker: AlertTracker) -> list[str]:
-    return [k[2] for k in tracker.open if k[3] == "trend"]
+    return tracker.open_features("trend")
 
 
 @dataclass
@@ -182,7 +182,7 @@ def run_ramp(profile: Profile, seed: int) -> dict[str, Any]:
             cols["age"] = [None if v is None else v + shift for v in cols["age"]]
             report = window_report(profile, cols)
             tracker.observe(report)
-            if first_trend is None and any(k[2] == "age" and k[3] == "trend" for k in tracker.open):
+            if first_trend is None and "age" in tracker.open_features("trend"):
                 first_trend = i
                 trend_hits += 1
             flagged = warnings_by_feature(report).get("age", set())

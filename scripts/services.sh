@@ -3,14 +3,15 @@
 #   Kafka 4.x (KRaft, single node, jars from Maven Central via services/kafka/pom.xml)
 #   VictoriaMetrics (Debian `victoria-metrics`; accepts InfluxDB /api/v2/write)
 #   InfluxDB 1.x   (Debian `influxdb`; InfluxQL for the dashboards)
+#   Alertmanager   (Debian `prometheus-alertmanager`; `drift-monitor alerts forward` posts to it)
 #
-# Usage: scripts/services.sh up|down|status [kafka|vm|influx ...]
+# Usage: scripts/services.sh up|down|status [kafka|vm|influx|alertmanager ...]
 #   up      install what is missing (apt-get, mvn), start what is not answering,
 #           wait until ready, create Kafka topics and the InfluxDB database.
 #           Idempotent: a server that already answers on its port is left alone.
 #   down    stop the servers this script started (pid files), TERM then KILL.
 #   status  say which servers answer (exit 1 if any is down).
-# With no service names, all three are handled.
+# With no service names, all four are handled.
 #
 # Environment (defaults in brackets):
 #   SERVICES_DIR          data, logs, pid files            [<repo>/.services]
@@ -25,6 +26,7 @@
 #   INFLUX_PORT           InfluxDB 1.x HTTP                 [8086]
 #   INFLUX_RPC_PORT       InfluxDB 1.x backup/restore RPC   [8088]
 #   INFLUX_DB             database created in InfluxDB 1.x  [drift]
+#   ALERTMANAGER_PORT     Alertmanager HTTP (API v2)        [9095]
 #   SERVICES_WAIT_SECS    readiness timeout per server      [90]
 set -euo pipefail
 
@@ -45,6 +47,7 @@ VM_PORT="${VM_PORT:-8428}"
 INFLUX_PORT="${INFLUX_PORT:-8086}"
 INFLUX_RPC_PORT="${INFLUX_RPC_PORT:-8088}"
 INFLUX_DB="${INFLUX_DB:-drift}"
+ALERTMANAGER_PORT="${ALERTMANAGER_PORT:-9095}"
 WAIT_SECS="${SERVICES_WAIT_SECS:-90}"
 JAVA="${JAVA:-java}"
 # Short-lived Kafka CLI JVMs: start fast, stay small.
@@ -53,6 +56,7 @@ TOOL_JVM_OPTS=(-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto)
 KAFKA_DIR="$SERVICES_DIR/kafka"
 VM_DIR="$SERVICES_DIR/victoria-metrics"
 INFLUX_DIR="$SERVICES_DIR/influxdb"
+AM_DIR="$SERVICES_DIR/alertmanager"
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -135,6 +139,7 @@ ensure_packages() {
     case "$svc" in
       vm) command -v victoria-metrics >/dev/null || missing+=(victoria-metrics) ;;
       influx) command -v influxd >/dev/null || missing+=(influxdb) ;;
+      alertmanager) command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager) ;;
     esac
   done
   ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
@@ -346,6 +351,40 @@ influx_up() {
 }
 influx_down() { stop_pid influxdb "$INFLUX_DIR/influxd.pid"; }
 
+# ------------------------------------------------------------ Alertmanager
+alertmanager_ready() { [[ "$(http_code "http://127.0.0.1:$ALERTMANAGER_PORT/-/ready")" == 200 ]]; }
+alertmanager_write_config() {
+  mkdir -p "$AM_DIR/data"
+  cat >"$AM_DIR/alertmanager.yml" <<'EOF'
+# Written by scripts/services.sh: a local Alertmanager that keeps alerts and notifies nobody.
+# Real routes (PagerDuty, Slack, e-mail) go under `receivers`; see README "Alertmanager".
+route:
+  receiver: "null"
+  group_by: [alertname, model, version]
+receivers:
+  - name: "null"
+EOF
+}
+alertmanager_up() {
+  local pidfile="$AM_DIR/alertmanager.pid" out="$AM_DIR/alertmanager.log"
+  alertmanager_write_config
+  if alertmanager_ready || port_open "$ALERTMANAGER_PORT"; then
+    log "alertmanager: already answering on 127.0.0.1:$ALERTMANAGER_PORT"
+    pid_alive "$pidfile" || rm -f "$pidfile"
+  elif pid_alive "$pidfile"; then
+    log "alertmanager: pid $(cat "$pidfile") is starting; waiting"
+  else
+    log "alertmanager: starting on 127.0.0.1:$ALERTMANAGER_PORT"
+    # --cluster.listen-address= : no gossip cluster (one local instance).
+    start_bg "$pidfile" "$out" prometheus-alertmanager \
+      "--config.file=$AM_DIR/alertmanager.yml" "--storage.path=$AM_DIR/data" \
+      "--web.listen-address=127.0.0.1:$ALERTMANAGER_PORT" --cluster.listen-address=
+  fi
+  wait_for alertmanager "$pidfile" "$out" alertmanager_ready
+  log "alertmanager: ready on http://127.0.0.1:$ALERTMANAGER_PORT; $(log_note "$pidfile" "$out")"
+}
+alertmanager_down() { stop_pid alertmanager "$AM_DIR/alertmanager.pid"; }
+
 # -------------------------------------------------------------- commands
 status() { # services... ; exit 1 if any is down
   local rc=0 s
@@ -357,6 +396,8 @@ status() { # services... ; exit 1 if any is down
           else echo "victoria-metrics down  http://127.0.0.1:$VM_PORT"; rc=1; fi ;;
       influx) if influx_ready; then echo "influxdb         up    http://127.0.0.1:$INFLUX_PORT"
               else echo "influxdb         down  http://127.0.0.1:$INFLUX_PORT"; rc=1; fi ;;
+      alertmanager) if alertmanager_ready; then echo "alertmanager     up    http://127.0.0.1:$ALERTMANAGER_PORT"
+                    else echo "alertmanager     down  http://127.0.0.1:$ALERTMANAGER_PORT"; rc=1; fi ;;
     esac
   done
   return $rc
@@ -365,9 +406,9 @@ status() { # services... ; exit 1 if any is down
 main() {
   local cmd="${1:-}"; shift || true
   local svcs=("$@")
-  ((${#svcs[@]})) || svcs=(kafka vm influx)
+  ((${#svcs[@]})) || svcs=(kafka vm influx alertmanager)
   for s in "${svcs[@]}"; do
-    case "$s" in kafka|vm|influx) ;; *) die "unknown service '$s' (kafka|vm|influx)" ;; esac
+    case "$s" in kafka|vm|influx|alertmanager) ;; *) die "unknown service '$s' (kafka|vm|influx|alertmanager)" ;; esac
   done
   case "$cmd" in
     up|down)
@@ -386,12 +427,13 @@ main() {
           kafka) echo "  kafka            $(log_note "$KAFKA_DIR/kafka.pid" "$KAFKA_DIR/logs/server.log")" ;;
           vm) echo "  victoria-metrics $(log_note "$VM_DIR/victoria-metrics.pid" "$VM_DIR/victoria-metrics.log")" ;;
           influx) echo "  influxdb         $(log_note "$INFLUX_DIR/influxd.pid" "$INFLUX_DIR/influxd.log")" ;;
+          alertmanager) echo "  alertmanager     $(log_note "$AM_DIR/alertmanager.pid" "$AM_DIR/alertmanager.log")" ;;
         esac
       done
       ;;
     down) for s in "${svcs[@]}"; do "${s}_down"; done ;;
     status) status "${svcs[@]}" ;;
-    *) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 main "$@"

@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.kafka import (
@@ -173,3 +174,42 @@ def test_a_profile_added_while_running_is_picked_up(
                if a["check"] == "no_profile"]
     assert [status for status, _ in episode] == ["firing", "resolved"]
     assert episode[0][1] == episode[1][1]
+
+
+def test_one_feature_drifting_on_five_checks_is_one_episode_fired_escalated_resolved(
+        setup: Setup, make_profile: Callable[[str, Path], Path]) -> None:
+    """Issue 9's promise on the real broker: `x` fails psi, js, ks, wasserstein and mean_shift
+    at warning (one firing event), then at critical (one escalation), then is clean for two
+    windows (one resolution); nothing else pages."""
+    make_profile(setup.model, setup.profiles)
+    worker = setup.worker()
+    model, window = setup.model, 2.0
+    # Windows a little ahead of the wall clock: only these records close them, never the timer.
+    base = math.ceil(time.time() / window) * window + 30
+    plan = [(0.3, 11), (1.0, 12), (0.0, 14), (0.0, 15)]  # (x mean shift in std, seed)
+    messages = [m for i, (shift, seed) in enumerate(plan)
+                for m in record_messages(model, 300, base + i * window + 0.5, seed=seed,
+                                         x_mean=shift)]
+    messages += record_messages(model, 1, base + (len(plan) + 1) * window + 1.5, seed=16)
+    produce(setup.predictions, messages, key=model.encode())
+
+    def events() -> list[dict[str, Any]]:
+        return [a for a in alerts_in(setup.alerts) if a["model"] == model]
+
+    wait_until(lambda: any(a["status"] == "resolved" for a in events()), 40,
+               "the episode's resolution")
+    alerts = events()
+    assert [(a["status"], a["severity"], a["previous_severity"], a["feature"], a["episode"])
+            for a in alerts] == [("firing", "warning", None, "x", "drift"),
+                                 ("firing", "critical", "warning", "x", "drift"),
+                                 ("resolved", "critical", None, "x", "drift")], alerts
+    assert len({a["alert_id"] for a in alerts}) == 1
+    fired = alerts[0]
+    assert sorted(c["check"] for c in fired["checks"]) == [
+        "js", "ks", "mean_shift", "psi", "wasserstein"]
+    assert all(c["value"] > c["threshold"] and c["severity"] == "warning"
+               for c in fired["checks"])
+    assert fired["check"] == "mean_shift" and fired["message"].startswith(
+        f"[{model} v1] x: mean up 0.")
+    assert all(c["severity"] == "critical" for c in alerts[1]["checks"])
+    assert [records for _, _, records, _ in worker.windows(model)] == [300] * len(plan)

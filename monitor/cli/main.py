@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--json", action="store_true", help="raw JSON lines")
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest alert")
     tail.add_argument("--timeout", type=_positive_float, help="stop after this many idle seconds")
+    forward = asub.add_parser("forward", help="post the alert topic to Prometheus Alertmanager "
+                              "(API v2), at least once; runs until stopped")
+    forward.add_argument("--alertmanager", required=True, metavar="URL",
+                         help="Alertmanager base URL, e.g. http://localhost:9093")
+    forward.add_argument("--group", help="Kafka consumer group (default: "
+                         "DRIFT_MONITOR_GROUP + '-alertmanager')")
+    forward.add_argument("--expire-after", type=_positive_float, default=3600.0, metavar="SECONDS",
+                         help="an active alert ends this long after the forwarder last refreshed "
+                         "it; refreshed every quarter of it (default 3600)")
 
     dashboards = sub.add_parser("dashboards", help="Grafana dashboards")
     dsub = dashboards.add_subparsers(dest="dashboards_command", required=True, parser_class=_Parser)
@@ -170,6 +179,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from monitor.service.worker import run_worker
 
         return run_worker(Settings.from_env())
+    if args.command == "alerts" and args.alerts_command == "forward":
+        from monitor.service.alertmanager import forward_alerts
+
+        return forward_alerts(args.alertmanager, group=args.group, expire_after=args.expire_after)
     if args.command == "alerts":
         from monitor.cli.alerts import tail_alerts
 

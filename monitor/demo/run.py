@@ -17,6 +17,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,20 +81,52 @@ def main(windows: int = WINDOWS, drift_from: int = DRIFT_FROM) -> int:
             worker.kill()
         reader.join(timeout=5)
     windows, processed = _windows_in_store(started)
-    firing = sum(a.get("status") == "firing" for a in alerts)
-    resolved = sum(a.get("status") == "resolved" for a in alerts)
+    counts = episode_counts(alerts)
     print("\n[demo] summary", flush=True)
     print(f"  records produced     {produced}")
     print(f"  records in windows   {processed if processed is not None else 'n/a (metrics store unreachable)'}")
     print(f"  windows evaluated    {windows if windows is not None else 'n/a'}")
-    print(f"  alerts               {firing} firing, {resolved} resolved "
-          f"(topic {env['DRIFT_MONITOR_ALERTS_TOPIC']})")
-    drifted = sorted({f"{a['feature']}/{a['check']}" for a in alerts if a.get("status") == "firing"})
-    print(f"  drifted checks       {', '.join(drifted) if drifted else 'none'}")
+    print(f"  alert episodes       {counts['episodes']} ({counts['escalations']} escalated, "
+          f"{counts['persistent']} persistent, {counts['resolved']} resolved; "
+          f"topic {env['DRIFT_MONITOR_ALERTS_TOPIC']})")
+    print(f"  episodes by feature  {', '.join(counts['by_feature']) or 'none'}")
     print(f"  metrics              {VM_URL} (VictoriaMetrics; e.g. "
           f"{VM_URL}/api/v1/query?query=drift_feature_psi)")
     print(f"  worker log           {work / 'worker.log'}")
-    return 0 if firing else 1
+    return 0 if counts["episodes"] else 1
+
+
+def episode_counts(alerts: list[dict]) -> dict[str, Any]:
+    """Alert events counted as episodes (one `alert_id` each): opened, escalated, persistent,
+    resolved, and `feature (kind, worst severity)` per episode.
+
+    >>> events = [{"alert_id": "a", "status": "firing", "severity": "warning", "feature": "age",
+    ...            "episode": "drift"},
+    ...           {"alert_id": "a", "status": "firing", "severity": "critical", "feature": "age",
+    ...            "episode": "drift", "previous_severity": "warning"},
+    ...           {"alert_id": "b", "status": "firing", "severity": "warning", "feature": "age",
+    ...            "episode": "trend"},
+    ...           {"alert_id": "a", "status": "resolved", "severity": "critical", "feature": "age",
+    ...            "episode": "drift"}]
+    >>> counts = episode_counts(events)
+    >>> counts["episodes"], counts["escalations"], counts["resolved"], counts["by_feature"]
+    (2, 1, 1, ['age (drift, critical, resolved)', 'age (trend, warning)'])
+    """
+    opened = [a for a in alerts if a.get("status") == "firing" and not a.get("previous_severity")]
+    worst: dict[str, dict] = {}
+    for a in alerts:
+        if a.get("status") != "resolved":
+            worst[a["alert_id"]] = a  # severities only rise within an episode
+    ended = {a["alert_id"] for a in alerts if a.get("status") == "resolved"}
+    return {
+        "episodes": len({a["alert_id"] for a in opened}),
+        "escalations": sum(1 for a in alerts if a.get("previous_severity")),
+        "persistent": sum(1 for a in alerts if a.get("status") == "persistent"),
+        "resolved": sum(1 for a in alerts if a.get("status") == "resolved"),
+        "by_feature": sorted(f"{a.get('feature') or 'model'} ({a.get('episode')}, "
+                             f"{a.get('severity')}{', resolved' if i in ended else ''})"
+                             for i, a in worst.items()),
+    }
 
 
 def build_demo_profile(directory: Path) -> None:

@@ -177,11 +177,13 @@ def _alert_time(alert: Alert, now: float) -> float:
         ts = datetime.fromisoformat(alert.window_end.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return now
-    return ts if ts > 0 else now  # a no_profile alert before any record time is known
+    return ts if ts > 0 else now  # a no_profile alert restored from an old checkpoint
 
 
 def alert_points(alerts: Iterable[Alert], now: float | None = None) -> list[str]:
-    """One drift_alert point per alert event, at its window's end."""
+    """One drift_alert point per alert event (fired, escalated, persistent, resolved), at its
+    window's end; `check`, `value` and `threshold` are those of the check the alert leads with
+    (every failing check's own value is in drift_feature)."""
     now = time.time() if now is None else now
     out = []
     for a in alerts:

@@ -51,6 +51,7 @@ class Settings:
     idle_seconds: float = 30.0  # a model quiet this long moves on with the wall clock
     max_future_seconds: float = 0.0  # records further ahead are dead letters; 0: 3 windows
     retention_seconds: float = 7 * 86_400.0  # older records are counted late
+    persistent_windows: int = 30  # an alert episode open this long publishes `persistent`
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -113,6 +114,7 @@ class Settings:
             idle_seconds=positive("IDLE_SECONDS", cls.idle_seconds),
             max_future_seconds=positive("MAX_FUTURE_SECONDS", 0.0) or 0.0,
             retention_seconds=positive("RETENTION_SECONDS", cls.retention_seconds),
+            persistent_windows=positive("PERSISTENT_WINDOWS", cls.persistent_windows, int),
         )
 
     def topic(self, role: str) -> str:

@@ -53,7 +53,8 @@ def engine_config(settings: Settings) -> EngineConfig:
                         grace_seconds=settings.grace_seconds, min_records=settings.min_records,
                         idle_seconds=settings.idle_seconds,
                         max_future_seconds=settings.max_future_seconds or None,
-                        retention_seconds=settings.retention_seconds)
+                        retention_seconds=settings.retention_seconds,
+                        persistent_windows=settings.persistent_windows)
 
 
 def route(partitions: int):  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from monitor.drift.evaluate import Overrides
+from monitor.stream.alerts import AlertTracker
 
 
 @dataclass
@@ -24,6 +25,7 @@ class EngineConfig:
     overrides: dict[str, Overrides] = field(default_factory=dict)  # model (or "*") -> overrides
     trend: bool = True
     resolve_after: int = 2  # clean windows before an alert resolves (no flapping at the edge)
+    persistent_windows: int = 30  # an episode open this long publishes one `persistent` event
     # A model quiet for this long on a partition that has nothing left to read: its event time
     # moves on with the wall clock, so that its last window closes. Longer than the gaps of a
     # model that logs in bursts, or its next burst would arrive late.
@@ -47,6 +49,8 @@ class EngineConfig:
             raise ValueError(f'"min_records" must be >= 1: {self.min_records}')
         if self.max_future_seconds is not None and not self.max_future_seconds > 0:
             raise ValueError(f'"max_future_seconds" must be > 0: {self.max_future_seconds}')
+        if self.persistent_windows < 1:
+            raise ValueError(f'"persistent_windows" must be >= 1: {self.persistent_windows}')
         if self.max_unprofiled_keys < 1:
             raise ValueError(f'"max_unprofiled_keys" must be >= 1: {self.max_unprofiled_keys}')
 
@@ -54,6 +58,10 @@ class EngineConfig:
     def future_seconds(self) -> float:
         return (self.max_future_seconds if self.max_future_seconds is not None
                 else 3 * self.window_seconds)
+
+    def tracker(self) -> AlertTracker:
+        return AlertTracker(resolve_after=self.resolve_after, trend=self.trend,
+                            persistent_windows=self.persistent_windows)
 
     def window_start(self, ts: float) -> float:
         return math.floor(ts / self.window_seconds) * self.window_seconds

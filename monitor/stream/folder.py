@@ -90,7 +90,11 @@ class PartitionFolder:
         newest = []
         for key, group in batch.groups.items():
             held = self._held(key, len(group))
-            if held is None:
+            if held is None:  # counted, not monitored; its times still move the partition's
+                ts = group.ts_array()
+                ahead, _ = self.clock.refusals(ts, wall=wall, future=self.config.future_seconds,
+                                               retention=self.config.retention_seconds)
+                newest.append(ts[~ahead])
                 continue
             if offsets is not None and held.skip_to > self.offset:
                 group = _after(group, offsets, held.skip_to)

@@ -113,6 +113,8 @@ class WindowMerger:
         if old is not None:  # watermarks never go back
             for key, mark in new.models.items():
                 new.models[key] = max(mark, old.models.get(key, -math.inf))
+        self.sources[p.source] = new
+        self._header_dirty = True
         for key, n in new.late.items():
             added = _delta(n, old.late.get(key) if old else None)
             if added:
@@ -125,9 +127,6 @@ class WindowMerger:
             added = _delta(n, old.unprofiled.get(key) if old else None)
             if added:
                 self.unprofiled.count(key, added, now=self._now())
-                self._header_dirty = True
-        self.sources[p.source] = new
-        self._header_dirty = True
 
     # -- evaluation -----------------------------------------------------------------------------
     def watermark(self, key: ModelKey) -> float:
@@ -252,8 +251,7 @@ class WindowMerger:
     def get_or_create(self, key: ModelKey) -> MergedModel:
         model = self.models.get(key)
         if model is None:
-            model = self.models[key] = MergedModel(AlertTracker(
-                resolve_after=self.config.resolve_after, trend=self.config.trend))
+            model = self.models[key] = MergedModel(self.config.tracker())
         return model
 
     def take_dirty(self) -> set[ModelKey]:
@@ -275,7 +273,7 @@ class WindowMerger:
     def firing(self, key: ModelKey) -> int:
         """Alert episodes open for this model and version."""
         model = self.models.get(key)
-        return model.tracker.firing_count() if model is not None else 0
+        return model.tracker.open_count() if model is not None else 0
 
 
 def _delta(new: int, old: int | None) -> int:

@@ -60,7 +60,7 @@ def replay_file(logs: str | Path, profiles: str | Path, *, window_seconds: float
                                grace_seconds=grace_seconds, min_records=min_records,
                                overrides=overrides)
     reports = open(reports_path, "w", encoding="utf-8") if reports_path else None  # noqa: SIM115
-    counts = {"alerts_firing": 0, "alerts_resolved": 0}
+    counts = {"alerts_firing": 0, "alerts_persistent": 0, "alerts_resolved": 0}
     invalid_reasons: dict[str, int] = {}
     try:
         for item in replay_events(path, engine, invalid_reasons):

@@ -23,7 +23,8 @@ from typing import Any
 
 from monitor.drift.checks import Severity
 from monitor.ingest.records import ModelKey
-from monitor.stream.alerts import Alert, alert_id, iso
+from monitor.ingest.timestamps import iso
+from monitor.stream.alerts import Alert, alert_id
 
 
 @dataclass
@@ -77,11 +78,13 @@ def _alert(key: ModelKey, episode: Episode, status: str, now: float,
            profile_id: str = "") -> Alert:
     model, version = key
     if status == "firing":
-        message = (f"[{model} v{version}] records arrive but no profile exists for this model "
-                   f"and version: they are counted, not monitored")
+        message = (f"[{model} v{version}] model: records arrive but no profile exists for this "
+                   f"model and version: they are counted, not monitored")
     else:
-        message = (f"[{model} v{version}] resolved: profile {profile_id} loaded, monitoring "
-                   f"starts ({episode.records} records were not monitored)")
-    return Alert(episode.alert_id, status, str(Severity.WARNING), model, version, "",
-                 "no_profile", float(episode.records), None, iso(episode.since), iso(now),
-                 iso(episode.since), profile_id, message)
+        message = (f"[{model} v{version}] model: resolved, profile {profile_id} loaded after "
+                   f"{episode.records} unmonitored records; monitoring starts")
+    check = {"check": "no_profile", "value": float(episode.records), "threshold": None,
+             "severity": str(Severity.WARNING)}
+    return Alert(episode.alert_id, status, str(Severity.WARNING), None, model, version, "",
+                 "no_profile", "no_profile", float(episode.records), None, [check],
+                 iso(episode.since), iso(now), iso(episode.since), 0, profile_id, message)
