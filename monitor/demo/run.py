@@ -46,6 +46,7 @@ def main(windows: int = WINDOWS, drift_from: int = DRIFT_FROM) -> int:
                DRIFT_MONITOR_PROFILES=str(profiles),
                DRIFT_MONITOR_WINDOW_SECONDS=str(WINDOW_SECONDS),
                DRIFT_MONITOR_GRACE_SECONDS="1",
+               DRIFT_MONITOR_IDLE_SECONDS="2",  # the last window closes 2 s after the stream ends
                DRIFT_MONITOR_MIN_RECORDS="200",
                DRIFT_MONITOR_PREDICTIONS_TOPIC=f"demo-{run}-predictions",
                DRIFT_MONITOR_ALERTS_TOPIC=f"demo-{run}-alerts",
