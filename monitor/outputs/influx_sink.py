@@ -61,7 +61,7 @@ class InfluxSink:
                  max_buffered: int = 100_000, batch_size: int = 5_000,
                  flush_interval_ms: int = 1_000, retry_interval_ms: int = 1_000,
                  max_retries: int = 5, max_retry_time_ms: int = 60_000,
-                 max_close_wait_ms: int = 10_000) -> None:
+                 max_close_wait_ms: int = 10_000, ca_file: str | None = None) -> None:
         self.url = url
         self.bucket = bucket
         self.org = org
@@ -76,8 +76,10 @@ class InfluxSink:
         # The client logs every failed attempt itself; this sink logs them, rate-limited.
         logging.getLogger("influxdb_client.client.write_api").setLevel(logging.CRITICAL)
         logging.getLogger("influxdb_client.client.write.retry").setLevel(logging.CRITICAL)
+        # ca_file: the CA that signed an https store's certificate (a private CA); the
+        # certificate is always verified.
         self.client = InfluxDBClient(url=url, token=token or "-", org=org or "-",
-                                     timeout=10_000)
+                                     timeout=10_000, ssl_ca_cert=ca_file)
         self.write_api = self.client.write_api(
             write_options=WriteOptions(
                 batch_size=batch_size, flush_interval=flush_interval_ms,
@@ -164,7 +166,8 @@ class InfluxSink:
 
 
 def make_sink(url: str | None, *, token: str = "", org: str = "", bucket: str = "drift",
-              max_buffered: int = 100_000) -> Sink:
+              max_buffered: int = 100_000, ca_file: str | None = None) -> Sink:
     if not url:
         return NullSink()
-    return InfluxSink(url, token=token, org=org, bucket=bucket, max_buffered=max_buffered)
+    return InfluxSink(url, token=token, org=org, bucket=bucket, max_buffered=max_buffered,
+                      ca_file=ca_file)

@@ -26,10 +26,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from monitor.errors import ServiceError
+from monitor.service.kafka_config import KafkaConfig
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +74,18 @@ def partition_count(admin: KafkaAdminClient, topic: str) -> int | None:
     return None
 
 
-def ensure_topics(bootstrap: Sequence[str], predictions: str, state: str,
+def ensure_topics(kafka: KafkaConfig, predictions: str, state: str,
                   others: Sequence[str] = (), timeout_s: float = 30.0) -> int:
     """Check the predictions topic, create the compacted state topic (and `others`) when missing,
-    with the predictions topic's partition count; return that count."""
+    with the predictions topic's partition count; return that count. A broker that cannot be
+    reached, or refuses our credentials or TLS, is one `ServiceError` line within `timeout_s`
+    (kafka-python alone would retry for 30 s and say only "Unable to bootstrap")."""
+    kafka.check(timeout_s)
     try:
-        admin = KafkaAdminClient(bootstrap_servers=list(bootstrap),
-                                 client_id="drift-monitor-admin",
+        admin = KafkaAdminClient(**kafka.kafka_python(), client_id="drift-monitor-admin",
                                  request_timeout_ms=int(timeout_s * 1000))
     except KafkaError as exc:
-        raise ServiceError(f"cannot reach Kafka ({','.join(bootstrap)}: {exc})") from None
+        raise ServiceError(f"cannot reach Kafka ({','.join(kafka.brokers)}: {exc})") from None
     try:
         existing = set(admin.list_topics())
         if predictions not in existing:
@@ -120,8 +124,8 @@ class KafkaIO:
     the reader of checkpoints. Faust's producer is not used for these: we need to await each
     delivery ourselves before acknowledging the input."""
 
-    def __init__(self, bootstrap: Sequence[str], state_topic: str, client_id: str) -> None:
-        self.bootstrap = list(bootstrap)
+    def __init__(self, kafka: KafkaConfig, state_topic: str, client_id: str) -> None:
+        self.kafka_config = kafka
         self.state_topic = state_topic
         self.client_id = client_id
         self.producer: AIOKafkaProducer | None = None
@@ -134,16 +138,22 @@ class KafkaIO:
             if self.producer is not None:
                 return
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-out",
+                **self.kafka_config.aiokafka(), client_id=f"{self.client_id}-out",
                 acks="all", enable_idempotence=True, linger_ms=5,
                 max_request_size=MAX_CHECKPOINT_BYTES)
             reader = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-state",
+                **self.kafka_config.aiokafka(), client_id=f"{self.client_id}-state",
                 group_id=None, enable_auto_commit=False,
                 max_partition_fetch_bytes=MAX_CHECKPOINT_BYTES,
                 fetch_max_bytes=MAX_CHECKPOINT_BYTES)
-            await producer.start()
-            await reader.start()
+            try:
+                await producer.start()
+                await reader.start()
+            except KafkaConnectionError:
+                await producer.stop()
+                await reader.stop()
+                await self.kafka_config.check_connection()  # raises with the reason, if any
+                raise
             self.producer, self.reader = producer, reader
 
     async def stop(self) -> None:

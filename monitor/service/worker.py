@@ -90,11 +90,12 @@ class DriftWorker:
         self.store = ProfileStore(settings.profiles)
         self.sink = sink if sink is not None else make_sink(
             settings.influx_url, token=settings.influx_token, org=settings.influx_org,
-            bucket=settings.influx_bucket, max_buffered=settings.metrics_buffer)
+            bucket=settings.influx_bucket, max_buffered=settings.metrics_buffer,
+            ca_file=settings.influx_ca_file)
         self.engine_config = EngineConfig(window_seconds=settings.window_seconds,
                                           grace_seconds=settings.grace_seconds,
                                           min_records=settings.min_records)
-        self.kafka = KafkaIO(settings.bootstrap_servers, settings.state_topic,
+        self.kafka = KafkaIO(settings.kafka, settings.state_topic,
                              client_id=settings.group)
         self.partitions: dict[int, PartitionState] = {}
         self.counters = Counters()
@@ -117,7 +118,7 @@ class DriftWorker:
         on this machine; `getmany` delivers about 200,000."""
         settings = self.settings
         consumer = self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers, group_id=settings.group,
+            **settings.kafka.aiokafka(), group_id=settings.group,
             client_id=f"{settings.group}-{self.name}", enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000, max_partition_fetch_bytes=8 << 20,
@@ -418,7 +419,7 @@ def run_worker(settings: Settings) -> int:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # the admin client chats at INFO
     log.info("starting drift-monitor worker: %s", settings.redacted())
-    ensure_topics(settings.bootstrap_servers, settings.predictions_topic, settings.state_topic,
+    ensure_topics(settings.kafka, settings.predictions_topic, settings.state_topic,
                   others=(settings.alerts_topic, settings.dlq_topic))
     worker = DriftWorker(settings)
     log.info("%d profiles loaded from %s", len(worker.store), settings.profiles)
