@@ -10,8 +10,6 @@ from monitor.errors import ServiceError
 from monitor.outputs.render import format_alert
 from monitor.service.settings import Settings
 
-CONNECT_TIMEOUT_S = 10.0
-
 
 def tail_alerts(*, as_json: bool = False, from_beginning: bool = False,
                 idle_timeout: float | None = None, settings: Settings | None = None) -> int:
@@ -20,7 +18,7 @@ def tail_alerts(*, as_json: bool = False, from_beginning: bool = False,
 
     s = settings or Settings.from_env()
     kafka = s.kafka
-    kafka.check(CONNECT_TIMEOUT_S)  # refused credentials or TLS: one line, not a 30 s retry loop
+    kafka.check()  # refused credentials or TLS: one line, not a 30 s retry loop
     try:
         consumer = KafkaConsumer(
             s.alerts_topic, **kafka.kafka_python(),

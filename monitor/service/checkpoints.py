@@ -78,9 +78,9 @@ def ensure_topics(kafka: KafkaConfig, predictions: str, state: str,
                   others: Sequence[str] = (), timeout_s: float = 30.0) -> int:
     """Check the predictions topic, create the compacted state topic (and `others`) when missing,
     with the predictions topic's partition count; return that count. A broker that cannot be
-    reached, or refuses our credentials or TLS, is one `ServiceError` line within `timeout_s`
+    reached, or refuses our credentials or TLS, is one `ServiceError` line within seconds
     (kafka-python alone would retry for 30 s and say only "Unable to bootstrap")."""
-    kafka.check(timeout_s)
+    kafka.check()
     try:
         admin = KafkaAdminClient(**kafka.kafka_python(), client_id="drift-monitor-admin",
                                  request_timeout_ms=int(timeout_s * 1000))

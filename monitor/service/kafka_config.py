@@ -35,6 +35,7 @@ PREFIX = "DRIFT_MONITOR_"
 DEFAULT_PORT = 9092
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+CHECK_TIMEOUT_S = 10.0  # the longest `check_connection` waits for one broker
 
 
 def parse_brokers(url: str) -> tuple[str, ...]:
@@ -219,7 +220,7 @@ class KafkaConfig:
                 "broker_credentials": credentials}
 
     # -- the first connection ------------------------------------------------------------------
-    async def check_connection(self, timeout_s: float = 10.0) -> None:
+    async def check_connection(self, timeout_s: float = CHECK_TIMEOUT_S) -> None:
         """Connect to the brokers as the clients will (TLS, SASL, one metadata request); return
         at the first that accepts, else raise `ServiceError` with why each refused, in one line."""
         from aiokafka.conn import create_conn
@@ -248,7 +249,7 @@ class KafkaConfig:
                     conn.close()
         raise ServiceError("; ".join(reasons))
 
-    def check(self, timeout_s: float = 10.0) -> None:
+    def check(self, timeout_s: float = CHECK_TIMEOUT_S) -> None:
         """`check_connection` for synchronous callers (`alerts tail`, the worker's start); from
         inside an event loop it runs on a thread of its own (blocking that loop, like the
         synchronous admin client that follows it)."""
