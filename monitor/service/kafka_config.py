@@ -78,6 +78,19 @@ def parse_brokers(url: str) -> tuple[str, ...]:
     return tuple(servers)
 
 
+def readable_file(setting: str, path: str | None) -> str | None:
+    """`path` when it names a readable file (or is unset), else a `UsageError` naming
+    `DRIFT_MONITOR_<setting>`."""
+    if path:
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise UsageError(f"{PREFIX}{setting} cannot be read ({path!r}: "
+                             f"{exc.strerror or exc})") from None
+    return path or None
+
+
 @dataclass(frozen=True)
 class KafkaConfig:
     """Where the brokers are and how to talk to them. The password never shows in `repr`.
@@ -153,7 +166,7 @@ class KafkaConfig:
         >>> KafkaConfig(("k:9093",), "SSL", ssl_cafile="/nonexistent/ca.pem").ssl_context()
         Traceback (most recent call last):
         ...
-        monitor.errors.UsageError: DRIFT_MONITOR_KAFKA_SSL_CAFILE cannot be loaded ('/nonexistent/ca.pem': No such file or directory)
+        monitor.errors.UsageError: DRIFT_MONITOR_KAFKA_SSL_CAFILE cannot be read ('/nonexistent/ca.pem': No such file or directory)
         """
         if not self.uses_tls:
             return None
@@ -162,14 +175,7 @@ class KafkaConfig:
         for name, path in (("KAFKA_SSL_CAFILE", self.ssl_cafile),
                            ("KAFKA_SSL_CERTFILE", self.ssl_certfile),
                            ("KAFKA_SSL_KEYFILE", self.ssl_keyfile)):
-            if path is None:
-                continue
-            try:
-                with open(path, "rb"):
-                    pass
-            except OSError as exc:
-                raise UsageError(f"{PREFIX}{name} cannot be loaded ({path!r}: "
-                                 f"{exc.strerror or exc})") from None
+            readable_file(name, path)
         try:
             return create_ssl_context(cafile=self.ssl_cafile, certfile=self.ssl_certfile,
                                       keyfile=self.ssl_keyfile)

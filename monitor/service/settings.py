@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from monitor.errors import UsageError
-from monitor.service.kafka_config import KafkaConfig
+from monitor.service.kafka_config import KafkaConfig, readable_file
 
 PREFIX = "DRIFT_MONITOR_"
 HIDDEN = ("kafka_sasl_password", "influx_token")  # shown as '***' in redacted()
@@ -102,16 +102,7 @@ class Settings:
             return content
 
         def readable(name: str) -> str | None:
-            path = env.get(PREFIX + name, "").strip()
-            if not path:
-                return None
-            try:
-                with open(path, "rb"):
-                    pass
-            except OSError as exc:
-                raise UsageError(f"{PREFIX}{name} cannot be read ({path!r}: "
-                                 f"{exc.strerror or exc})") from None
-            return path
+            return readable_file(name, env.get(PREFIX + name, "").strip())
 
         grace_raw = env.get(PREFIX + "GRACE_SECONDS", "").strip()
         grace = 5.0
