@@ -140,6 +140,7 @@ ensure_packages() {
   local want=("$@") missing=()
   for svc in "${want[@]}"; do
     case "$svc" in
+      kafka) command -v openssl >/dev/null || missing+=(openssl) ;;  # the SASL_SSL listener's CA
       vm) command -v victoria-metrics >/dev/null || missing+=(victoria-metrics) ;;
       influx) command -v influxd >/dev/null || missing+=(influxdb) ;;
     esac
