@@ -52,6 +52,8 @@ class InfluxWriter:
         self.org = org or "-"
         # The client logs every failed attempt itself; the worker logs them, rate-limited.
         logging.getLogger("influxdb_client.client.write_api").setLevel(logging.CRITICAL)
+        # ca_file: the CA that signed an https store's certificate (a private CA); the
+        # certificate is always verified.
         self.client = InfluxDBClient(url=url, token=token or "-", org=self.org,
                                      timeout=timeout_ms, ssl_ca_cert=ca_file)
         self.api = self.client.write_api(write_options=SYNCHRONOUS)

@@ -119,9 +119,7 @@ def alerts_consumer(settings: Settings, group: str) -> Any:
     configuration)."""
     from kafka import KafkaConsumer
 
-    from monitor.cli.alerts import bootstrap_servers
-
-    return KafkaConsumer(settings.alerts_topic, bootstrap_servers=bootstrap_servers(settings.broker),
+    return KafkaConsumer(settings.alerts_topic, **settings.kafka.kafka_python(),
                          group_id=group, client_id=f"{group}-forwarder", enable_auto_commit=False,
                          auto_offset_reset="earliest", max_poll_interval_ms=600_000)
 

@@ -29,7 +29,7 @@ def create_app(settings: Settings) -> faust.App:
     (`monitor.service.state_store`), not from Faust's `exactly_once`."""
     return DriftApp(
         f"{settings.group}-service",
-        broker=settings.broker,
+        **settings.kafka.faust(),  # broker URLs and credentials (monitor.service.kafka_config)
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",  # no Faust tables: window state lives in our checkpoint topic

@@ -70,7 +70,8 @@ class DriftWorker:
         self.app = create_app(settings)
         self.store = ProfileStore(settings.profiles)
         self.writer = make_writer(settings.influx_url, token=settings.influx_token,
-                                  org=settings.influx_org, bucket=settings.influx_bucket)
+                                  org=settings.influx_org, bucket=settings.influx_bucket,
+                                  ca_file=settings.influx_ca_file)
         self.config = engine_config(settings)
         self.producer: AIOKafkaProducer | None = None
         self.one: StageRunner | None = None
@@ -97,7 +98,7 @@ class DriftWorker:
         s = self.settings
         topics = self.topics
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers, client_id=f"{s.group}-{self.name}-out", acks="all",
+            **s.kafka.aiokafka(), client_id=f"{s.group}-{self.name}-out", acks="all",
             enable_idempotence=True, linger_ms=5, max_request_size=MAX_STATE_BYTES)
         await self.producer.start()
         publish = self.publish = Publisher(self.producer, self.writer, s)
@@ -124,7 +125,7 @@ class DriftWorker:
 
     def _consumer(self, group: str) -> dict[str, Any]:
         s = self.settings
-        return {"bootstrap_servers": s.bootstrap_servers, "group_id": group,
+        return {**s.kafka.aiokafka(), "group_id": group,
                 "client_id": f"{group}-{self.name}", "enable_auto_commit": False,
                 "auto_offset_reset": "earliest", "session_timeout_ms": 10_000,
                 "heartbeat_interval_ms": 3_000, "max_partition_fetch_bytes": 8 << 20,
@@ -132,7 +133,7 @@ class DriftWorker:
 
     async def _reader(self, role: str) -> AIOKafkaConsumer:
         reader = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers, group_id=None,
+            **self.settings.kafka.aiokafka(), group_id=None,
             client_id=f"{self.settings.group}-{self.name}-{role}", enable_auto_commit=False,
             max_partition_fetch_bytes=MAX_STATE_BYTES, fetch_max_bytes=MAX_STATE_BYTES)
         await reader.start()
@@ -224,7 +225,8 @@ def run_worker(settings: Settings) -> int:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # the admin client chats at INFO
     log.info("starting drift-monitor worker: %s", settings.redacted())
-    topics = ensure_topics({"bootstrap_servers": settings.bootstrap_servers,
+    settings.kafka.check()  # wrong credentials or TLS: one clear line now, not a hang later
+    topics = ensure_topics({**settings.kafka.kafka_python(),
                             "client_id": f"{settings.group}-admin"}, settings.predictions_topic,
                            state=(settings.topic("state"), settings.topic("windows")),
                            partials=settings.topic("partials"),
