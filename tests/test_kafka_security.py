@@ -66,6 +66,7 @@ class Secured:
             "DRIFT_MONITOR_ALERTS_TOPIC": self.alerts,
             "DRIFT_MONITOR_DLQ_TOPIC": self.dlq,
             "DRIFT_MONITOR_STATE_TOPIC": self.state,
+            "DRIFT_MONITOR_IDLE_SECONDS": "1",
             "DRIFT_MONITOR_GROUP": self.group,
         })
         env.update(overrides)

@@ -184,8 +184,9 @@ def test_one_feature_drifting_on_five_checks_is_one_episode_fired_escalated_reso
     make_profile(setup.model, setup.profiles)
     worker = setup.worker()
     model, window = setup.model, 2.0
-    # Windows a little ahead of the wall clock: only these records close them, never the timer.
-    base = math.ceil(time.time() / window) * window + 30
+    # Windows a minute in the past: their records close them (the last ones once the model is
+    # idle), not the other partitions' wall-clock progress.
+    base = math.floor(time.time() / window) * window - 60
     plan = [(0.3, 11), (1.0, 12), (0.0, 14), (0.0, 15)]  # (x mean shift in std, seed)
     messages = [m for i, (shift, seed) in enumerate(plan)
                 for m in record_messages(model, 300, base + i * window + 0.5, seed=seed,
