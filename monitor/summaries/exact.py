@@ -68,13 +68,14 @@ def quantum_for(scale: float) -> float:
 
 
 def quantise(values: np.ndarray, center: np.ndarray | float, quantum: np.ndarray | float,
-             finite: np.ndarray) -> np.ndarray:
-    """int64 quanta of `values` (any shape); 0 where not `finite`."""
+             finite: np.ndarray | None = None) -> np.ndarray:
+    """int64 quanta of `values` (any shape); 0 where not `finite` (None: all are finite)."""
     with np.errstate(over="ignore", invalid="ignore"):
         z = (values - center) / quantum
     np.rint(z, out=z)
     np.clip(z, -_CLIP, _CLIP, out=z)
-    z[~finite] = 0.0
+    if finite is not None:
+        z[~finite] = 0.0
     return z.astype(np.int64)
 
 
@@ -92,6 +93,9 @@ def sums(z: np.ndarray) -> tuple[list[int], list[int]]:
     ([3], [2417851639229258349412361])
     """
     rows = z.shape[0]
+    if z.shape[1] < _BLOCK and z.size and int(np.abs(z).max()) < 1 << 20:
+        # Small quanta (integer features, lengths): z**2 < 2**40 sums in int64 without a split.
+        return z.sum(axis=1).tolist(), (z * z).sum(axis=1).tolist()
     s1 = [0] * rows
     s2 = [0] * rows
     for start in range(0, z.shape[1], _BLOCK):
