@@ -54,8 +54,20 @@ def test_numeric_any_split_merges_to_the_whole_bit_for_bit(data: tuple, batch: i
     values, parts = data
     whole = _numeric(values)
     merged = _merged([_numeric(p, batch) for p in parts])
-    assert merged.to_dict() == whole.to_dict()
+    assert json_bytes(merged.to_dict()) == json_bytes(whole.to_dict())  # -0.0 == 0.0 in dicts
     assert merged.records == len(values)
+
+
+def test_negative_zero_cannot_make_the_order_matter() -> None:
+    a, b = _numeric([0.0, 1.0]), _numeric([-0.0, 2.0])
+    assert json_bytes((a.copy() + b).to_dict()) == json_bytes((b.copy() + a).to_dict())
+    assert json_bytes(_numeric([-0.0]).to_dict()) == json_bytes(_numeric([0.0]).to_dict())
+
+
+def json_bytes(data: dict) -> bytes:
+    import json
+
+    return json.dumps(data, sort_keys=True).encode()
 
 
 def test_float_sums_would_differ_by_grouping_but_exact_moments_do_not(

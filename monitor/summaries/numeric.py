@@ -86,8 +86,9 @@ class NumericSummary:
         quanta = np.array([s.quantum for s in summaries])[:, None]
         z = exact.quantise(values, centers, quanta, finite)
         s1s, s2s = exact.sums(z)
-        mins = np.where(finite, values, np.inf).min(axis=1).tolist()
-        maxs = np.where(finite, values, -np.inf).max(axis=1).tolist()
+        # + 0.0 turns -0.0 into 0.0: min(0.0, -0.0) would depend on the order of the values.
+        mins = (np.where(finite, values, np.inf).min(axis=1) + 0.0).tolist()
+        maxs = (np.where(finite, values, -np.inf).max(axis=1) + 0.0).tolist()
         n = values.shape[1]
         for i, s in enumerate(summaries):
             s.records += n
@@ -119,7 +120,7 @@ class NumericSummary:
         self.count += n
         self.s1 += s1
         self.s2 += s2
-        lo, hi = float(finite.min()), float(finite.max())
+        lo, hi = float(finite.min()) + 0.0, float(finite.max()) + 0.0  # never -0.0
         self.min = min(self.min, lo)
         self.max = max(self.max, hi)
         bound = self.quantum * 2.0 ** exact.CLIP_BITS
