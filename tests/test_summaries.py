@@ -243,3 +243,16 @@ def test_text_sample_has_no_random_state_to_lose() -> None:
     for s in (a, b):
         s.update(label_column(column.values[100:]), ts[100:])
     assert a.to_dict() == b.to_dict()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(-(2 ** 40), 2 ** 40), min_size=3, max_size=3),
+                min_size=1, max_size=600), st.integers(0, 40))
+def test_exact_sums_equal_python_integer_sums(rows: list, shift: int) -> None:
+    """Both paths of `exact.sums` (int64 squares in blocks, or 20-bit halves) are exact."""
+    from monitor.summaries.exact import sums
+
+    z = np.array(rows, dtype=np.int64).T >> shift  # 3 rows of quanta, magnitudes up to 2**40
+    s1, s2 = sums(z)
+    assert s1 == [sum(int(v) for v in r) for r in z]
+    assert s2 == [sum(int(v) * int(v) for v in r) for r in z]
