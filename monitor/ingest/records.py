@@ -23,6 +23,9 @@ from monitor.ingest.schema import PREDICTION
 from monitor.ingest.timestamps import MAX_FUTURE_SECONDS, parse_ts
 
 ModelKey = tuple[str, str]
+# Model and version name a profile, key the engine's state and appear in every alert and metric:
+# longer ones are refused (dead-lettered with the reason), so no record can bloat those.
+MAX_NAME_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,10 @@ def _check_record(obj: Any, latest: float) -> tuple[str, str, float, dict[str, A
         version = str(version)
     elif not isinstance(version, str) or not version:
         raise ValueError("missing or empty 'version' (a string or number)")
+    for field_name, value in (("model", model), ("version", version)):
+        if len(value) > MAX_NAME_CHARS:
+            raise ValueError(f"'{field_name}' is longer than {MAX_NAME_CHARS} characters "
+                             f"({len(value):,}): a name, not data")
     if "ts" not in obj:
         raise ValueError("missing 'ts'")
     ts = parse_ts(obj["ts"], latest)
@@ -163,7 +170,8 @@ def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
                 ts = item.get("ts")
                 features = item.get("features")
                 prediction = item.get("prediction")
-                if (type(model) is str and model and type(version) is str and version
+                if (type(model) is str and 0 < len(model) <= MAX_NAME_CHARS
+                        and type(version) is str and 0 < len(version) <= MAX_NAME_CHARS
                         and type(ts) is float and ts - ts == 0.0 and ts <= latest
                         and type(features) is dict
                         and type(prediction) is not list):
@@ -174,7 +182,7 @@ def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
             except ValueError as exc:
                 raw = _encode_item(item) if items is obj else bytes(message)
                 name = item.get("model") if type(item) is dict else None
-                name = name if isinstance(name, str) else None
+                name = name if isinstance(name, str) and len(name) <= MAX_NAME_CHARS else None
                 batch.invalid.append(InvalidRecord(str(exc), bytes(raw), name, position))
                 continue
             _group(groups, model, version).append(ts, features, prediction, position)

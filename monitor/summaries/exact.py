@@ -68,13 +68,14 @@ def quantum_for(scale: float) -> float:
 
 
 def quantise(values: np.ndarray, center: np.ndarray | float, quantum: np.ndarray | float,
-             finite: np.ndarray) -> np.ndarray:
-    """int64 quanta of `values` (any shape); 0 where not `finite`."""
+             finite: np.ndarray | None = None) -> np.ndarray:
+    """int64 quanta of `values` (any shape); 0 where not `finite` (None: all are finite)."""
     with np.errstate(over="ignore", invalid="ignore"):
         z = (values - center) / quantum
     np.rint(z, out=z)
     np.clip(z, -_CLIP, _CLIP, out=z)
-    z[~finite] = 0.0
+    if finite is not None:
+        z[~finite] = 0.0
     return z.astype(np.int64)
 
 
@@ -92,6 +93,19 @@ def sums(z: np.ndarray) -> tuple[list[int], list[int]]:
     ([3], [2417851639229258349412361])
     """
     rows = z.shape[0]
+    top = int(np.abs(z).max()) if z.size else 0
+    if top < 1 << 31:
+        # z**2 fits int64: sum it in column blocks small enough that no block sum overflows
+        # (all of them at once for small quanta: lengths, counts, integer features).
+        block = (2 ** 63 - 1) // max(top * top, 1)
+        if block >= min(z.shape[1], 256):
+            squares = z * z
+            s1 = z.sum(axis=1).tolist()
+            s2 = [0] * rows
+            for start in range(0, z.shape[1], block):
+                part = squares[:, start:start + block].sum(axis=1).tolist()
+                s2 = [a + b for a, b in zip(s2, part, strict=True)]
+            return s1, s2
     s1 = [0] * rows
     s2 = [0] * rows
     for start in range(0, z.shape[1], _BLOCK):

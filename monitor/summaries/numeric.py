@@ -86,8 +86,9 @@ class NumericSummary:
         quanta = np.array([s.quantum for s in summaries])[:, None]
         z = exact.quantise(values, centers, quanta, finite)
         s1s, s2s = exact.sums(z)
-        mins = np.where(finite, values, np.inf).min(axis=1).tolist()
-        maxs = np.where(finite, values, -np.inf).max(axis=1).tolist()
+        # + 0.0 turns -0.0 into 0.0: min(0.0, -0.0) would depend on the order of the values.
+        mins = (np.where(finite, values, np.inf).min(axis=1) + 0.0).tolist()
+        maxs = (np.where(finite, values, -np.inf).max(axis=1) + 0.0).tolist()
         n = values.shape[1]
         for i, s in enumerate(summaries):
             s.records += n
@@ -111,13 +112,22 @@ class NumericSummary:
 
     def update_finite(self, finite: np.ndarray) -> None:
         """Fold in finite values only (the counters of nulls and records are the caller's)."""
-        if finite.shape[0] == 0:
+        n = int(finite.shape[0])
+        if n == 0:
             return
-        column = NumericColumn(np.asarray(finite, dtype=np.float64),
-                               np.zeros(finite.shape[0], bool), np.zeros(finite.shape[0], bool))
-        records = self.records
-        NumericSummary.update_many([self], [column])
-        self.records = records
+        z = exact.quantise(finite, self.center, self.quantum)
+        (s1,), (s2,) = exact.sums(z[None, :])
+        self.count += n
+        self.s1 += s1
+        self.s2 += s2
+        lo, hi = float(finite.min()) + 0.0, float(finite.max()) + 0.0  # never -0.0
+        self.min = min(self.min, lo)
+        self.max = max(self.max, hi)
+        bound = self.quantum * 2.0 ** exact.CLIP_BITS
+        if abs(lo - self.center) > bound or abs(hi - self.center) > bound:
+            self.clipped += exact.clipped_count(finite, self.center, self.quantum)
+        if len(self.edges):
+            self._histogram_update(finite, z)
 
     def _histogram_update(self, finite: np.ndarray, z: np.ndarray) -> None:
         last = len(self.edges) - 1

@@ -64,10 +64,10 @@ class WindowSummary:
 
     def update(self, group: RecordGroup) -> None:
         """Fold in parsed records; their timestamps salt the text samples' keys."""
-        names = group.feature_names()
-        self.present.update(names & self.features.keys())
-        if not names <= self.features.keys():  # count records per unexpected name
-            self._note_unexpected(_name_tally(group))
+        present, unexpected = _feature_names(group, self.features.keys())
+        self.present |= present
+        if unexpected:
+            self._note_unexpected(unexpected)
         self.update_columns({name: group.column(name) for name in self.features}, len(group),
                             salts=group.ts_array())
 
@@ -231,14 +231,28 @@ class WindowSummary:
         return w
 
 
-def _name_tally(group: RecordGroup) -> dict[str, int]:
-    """Records carrying each feature name (outputs as `prediction[.key]`)."""
-    tally = Counter(chain.from_iterable(group.features))
-    outputs = [p for p in group.predictions if p is not None]
-    if outputs:
-        dicts = [p for p in outputs if type(p) is dict]
-        for key, n in Counter(chain.from_iterable(dicts)).items():
-            tally[f"{PREDICTION}.{key}"] += n
-        if len(dicts) < len(outputs):
-            tally[PREDICTION] += len(outputs) - len(dicts)
-    return dict(tally)
+def _feature_names(group: RecordGroup, profiled: Any) -> tuple[set[str], dict[str, int]]:
+    """The profiled features present in `group`, and the records carrying each other name
+    (outputs named `prediction[.key]`). Per-record counting only runs for unexpected names."""
+    keys: set[str] = set().union(*group.features)
+    tally: dict[str, int] = {}
+    odd = keys - profiled
+    if odd:
+        counts = Counter(chain.from_iterable(group.features))
+        tally = {k: counts[k] for k in odd}
+    predictions = group.predictions
+    kinds = set(map(type, predictions))
+    dicts = 0
+    if dict in kinds:
+        outputs = [p for p in predictions if type(p) is dict]
+        dicts = len(outputs)
+        for key, n in Counter(chain.from_iterable(outputs)).items():
+            name = f"{PREDICTION}.{key}"
+            keys.add(name)
+            if name not in profiled:
+                tally[name] = n
+    if kinds - {dict, type(None)}:
+        keys.add(PREDICTION)
+        if PREDICTION not in profiled:
+            tally[PREDICTION] = len(predictions) - predictions.count(None) - dicts
+    return keys & profiled, tally
