@@ -9,7 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY monitor ./monitor
-# /app is writable by the worker: Faust keeps its local table state there.
+# Window state lives in Kafka (the worker's compacted state topics), not on this disk; /app is
+# writable only for Faust's small data directory.
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /app drift \
     && mkdir -p /app/profiles \

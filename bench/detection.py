@@ -269,7 +269,7 @@ def run_ramp(profile: Profile, window: int, seed: int) -> list[dict[str, Any]]:
             shift = 10 * RAMP_TOP * min(i - 1, RAMP_WINDOWS - 1) / (RAMP_WINDOWS - 1)
             report = report_for(profile, columns(window, rng, shift={"age": shift}))
             tracker.observe(report)
-            if first_trend is None and any(k[2] == "age" and k[3] == "trend" for k in tracker.open):
+            if first_trend is None and "age" in tracker.open_features("trend"):
                 first_trend = i
             on_age = flagged(report).get("age", set())
             if first_any is None and (on_age or first_trend is not None):

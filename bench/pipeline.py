@@ -1,5 +1,7 @@
 """The whole pipeline on this machine with the broker local: one `python -m monitor.service.worker`
 subprocess against the real Kafka (127.0.0.1:9092) and VictoriaMetrics (127.0.0.1:8428).
+The broker and its security come from DRIFT_MONITOR_BROKER and DRIFT_MONITOR_KAFKA_* as for the
+worker (e.g. `set -a; . .services/kafka/sasl-ssl.env` measures over SASL_SSL).
 
 1. throughput  N pre-produced records (16 features + prediction, 4 models keyed by model, one
                model per partition of a 4-partition topic, event time spread over 10 windows of
@@ -53,12 +55,15 @@ from kafka.admin import NewTopic
 from monitor.demo.synthetic import Scenario, generate_columns, records, training_table, write_csv
 from monitor.profile.build import BuildOptions, build_profile
 from monitor.profile.model import Profile
+from monitor.service.settings import Settings
 from monitor.stream.engine import EngineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "pipeline.json"
 WORK = Path("/tmp/drift-bench-pipeline")
-BOOTSTRAP = "127.0.0.1:9092"
+KAFKA = Settings.from_env({**os.environ, "DRIFT_MONITOR_BROKER": os.environ.get(
+    "DRIFT_MONITOR_BROKER", "kafka://127.0.0.1:9092")}).kafka
+KAFKA_ENV = {k: v for k, v in os.environ.items() if k.startswith("DRIFT_MONITOR_KAFKA_")}
 VM = "http://127.0.0.1:8428"
 PARTITIONS = 4
 
@@ -89,7 +94,7 @@ def say(*args: Any) -> None:
 
 
 def admin() -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="bench-pipeline")
+    return KafkaAdminClient(**KAFKA.kafka_python(), client_id="bench-pipeline")
 
 
 class Run:
@@ -116,7 +121,8 @@ class Run:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFT_MONITOR_")}
         env.update({
             "PYTHONUNBUFFERED": "1",
-            "DRIFT_MONITOR_BROKER": f"kafka://{BOOTSTRAP}",
+            **KAFKA_ENV,
+            "DRIFT_MONITOR_BROKER": ";".join(f"kafka://{b}" for b in KAFKA.brokers),
             "DRIFT_MONITOR_PROFILES": str(self.profiles),
             "DRIFT_MONITOR_PREDICTIONS_TOPIC": self.predictions,
             "DRIFT_MONITOR_ALERTS_TOPIC": self.alerts,
@@ -221,7 +227,8 @@ def pid_cpu_seconds(pid: int) -> float | None:
 
 def broker_pid() -> int | None:
     try:
-        return int((ROOT / ".services" / "kafka" / "kafka.pid").read_text().split()[0])
+        services = Path(os.environ.get("SERVICES_DIR", ROOT / ".services"))
+        return int((services / "kafka" / "kafka.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -247,7 +254,7 @@ def vm_sum(metric: str, models: list[str]) -> float | None:
 
 
 def topic_messages(topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None)
+    consumer = KafkaConsumer(**KAFKA.kafka_python(), group_id=None)
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in parts]
@@ -265,7 +272,7 @@ def group_lag(group: str, topic: str) -> int | None:
             committed = a.list_group_offsets(group)[group]
     finally:
         a.close()
-    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None)
+    consumer = KafkaConsumer(**KAFKA.kafka_python(), group_id=None)
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         ends = consumer.end_offsets(tps)
@@ -330,7 +337,7 @@ def encoded_records(models: list[str], per_model: int, t0: float, span: float,
 
 
 def producer(**kw: Any) -> KafkaProducer:
-    defaults = dict(bootstrap_servers=BOOTSTRAP, acks=1, linger_ms=20,
+    defaults = dict(**KAFKA.kafka_python(), acks=1, linger_ms=20,
                     batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
     defaults.update(kw)
     return KafkaProducer(**defaults)
@@ -486,7 +493,7 @@ def latency() -> dict:
         ready = threading.Event()
 
         def read() -> None:
-            consumer = KafkaConsumer(run.alerts, bootstrap_servers=BOOTSTRAP, group_id=None,
+            consumer = KafkaConsumer(run.alerts, **KAFKA.kafka_python(), group_id=None,
                                      auto_offset_reset="earliest", fetch_max_wait_ms=50)
             while not stop.is_set():
                 batches = consumer.poll(timeout_ms=100)
@@ -737,7 +744,8 @@ def main() -> int:
     started = time.time()
     results: dict[str, Any] = {
         "command": " ".join([".venv/bin/python", "bench/pipeline.py", *sys.argv[1:]]),
-        "machine": {"cpus": os.cpu_count(), "broker": BOOTSTRAP, "metrics": VM},
+        "machine": {"cpus": os.cpu_count(), "broker": ",".join(KAFKA.brokers),
+                    "security_protocol": KAFKA.security_protocol, "metrics": VM},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if "throughput" in parts:

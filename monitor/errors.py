@@ -21,3 +21,7 @@ class ProfileError(MonitorError):
 
 class ServiceError(MonitorError):
     """A server the command needs (Kafka, InfluxDB, Grafana) is unreachable or refused us."""
+
+
+class StateError(MonitorError):
+    """Saved state (a checkpoint) of a format this code does not load; it is refused, not run."""

@@ -11,6 +11,9 @@ from monitor.demo.synthetic import training_table, write_csv
 from monitor.profile.build import BuildOptions, build_profile
 from monitor.profile.model import Profile
 
+# The worker's integration fixtures (setup, make_profile, ...) for every test module.
+pytest_plugins = ["support.kafka"]
+
 
 @pytest.fixture(scope="session")
 def training_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -48,3 +51,24 @@ def services() -> None:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def sasl_ssl(services: None) -> dict[str, str]:
+    """The `DRIFT_MONITOR_*` settings of the local broker's SASL_SSL listener (SCRAM-SHA-512 user,
+    CA file, password file), as `scripts/services.sh up` wrote them under the services directory
+    (`SERVICES_DIR`, default `.services`)."""
+    import os
+
+    root = Path(__file__).resolve().parent.parent
+    env_file = Path(os.environ.get("SERVICES_DIR", root / ".services")) / "kafka" / "sasl-ssl.env"
+    if not env_file.is_file():
+        pytest.fail(f"no {env_file}: the broker has no SASL_SSL listener (a broker started before "
+                    "the listener was configured must be restarted: scripts/services.sh down "
+                    "kafka, then up kafka)")
+    settings = {}
+    for line in env_file.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.startswith("DRIFT_MONITOR_"):
+            settings[name] = value
+    return settings

@@ -13,11 +13,15 @@ from kafka import KafkaProducer
 
 pytestmark = pytest.mark.integration
 
-ALERT = {"alert_id": "a1b2", "status": "firing", "severity": "critical", "model": "churn",
-         "version": "3", "feature": "state", "check": "novelty_rate", "value": 0.06,
-         "threshold": 0.002, "window_start": "2026-11-26T12:00:00.000Z",
-         "window_end": "2026-11-26T12:01:00.000Z", "since": "2026-11-26T12:00:00.000Z",
-         "profile_id": "sha256:0123", "message": "[churn v3] state: 60 values never seen"}
+ALERT = {"alert_id": "a1b2", "status": "firing", "severity": "critical",
+         "previous_severity": "warning", "model": "churn", "version": "3", "feature": "state",
+         "episode": "drift", "check": "novelty_rate", "value": 0.06, "threshold": 0.002,
+         "checks": [{"check": "novelty_rate", "value": 0.06, "threshold": 0.002,
+                     "severity": "critical"},
+                    {"check": "psi", "value": 0.3, "threshold": 0.02, "severity": "critical"}],
+         "window_start": "2026-11-26T12:00:00.000Z", "window_end": "2026-11-26T12:01:00.000Z",
+         "since": "2026-11-26T11:58:00.000Z", "windows": 3, "profile_id": "sha256:0123",
+         "message": "[churn v3] state: now critical (was warning): 6.0% values never seen"}
 
 
 @pytest.mark.parametrize("raw", [False, True], ids=["readable", "json"])
@@ -36,5 +40,6 @@ def test_tail_prints_the_alerts_on_the_topic(services: None, raw: bool) -> None:
         assert json.loads(proc.stdout.strip()) == ALERT
     else:
         first = proc.stdout.splitlines()[0]
-        assert "FIRING" in first and "CRITICAL" in first and "state/novelty_rate" in first
-        assert "value=0.06" in first and "[churn v3] state: 60 values never seen" in proc.stdout
+        assert "ESCALATED CRITICAL (was warning)" in first and "state/novelty_rate" in first
+        assert "value=0.06 threshold=0.002 +1 checks" in first
+        assert "[churn v3] state: now critical (was warning): 6.0% values never" in proc.stdout

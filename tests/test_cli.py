@@ -102,3 +102,64 @@ def test_profile_build_command_writes_the_profile(training_csv: Path, tmp_path: 
     assert main(["profile", "build", str(training_csv), "--model", "m", "--version", "1",
                  "--prediction", "prediction", "--calibration-windows", "30", "-o", str(out)]) == 0
     assert Profile.load(out).model == "m" and "wrote" in capsys.readouterr().out
+
+
+def _run_with_closed_stdout(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run the CLI with its stdout a pipe whose reader has already gone (`check ... | head`)."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, "-m", "monitor", *argv], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, cwd=cwd, timeout=120)
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_check_with_stdout_closed_still_exits_1_on_drift(profile: Profile, tmp_path: Path,
+                                                         fmt: str) -> None:
+    prof = profile.save(tmp_path / "p.json")
+    drifted = _batch_csv(tmp_path / "d.csv", Scenario(mean_shift=1.0))
+    clean = _batch_csv(tmp_path / "c.csv")
+    common = ["--profile", str(prof), "--prediction", "prediction", "--format", fmt]
+    proc = _run_with_closed_stdout(["check", str(drifted), *common], tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stderr == ""
+    proc = _run_with_closed_stdout(["check", str(clean), *common], tmp_path)
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_readme_check_synopsis_shows_every_check_option() -> None:
+    """README's `drift-monitor check` synopsis names each option `check --help` lists."""
+    from monitor.cli.main import build_parser
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    synopsis = next(line for line in readme.splitlines() if line.startswith("drift-monitor check "))
+    check = build_parser()._subparsers._group_actions[0].choices["check"]  # type: ignore[union-attr]
+    options = {o for a in check._actions for o in a.option_strings if o.startswith("--")} - {"--help"}
+    assert options and all(o in synopsis for o in options), (options, synopsis)
+
+
+def test_check_on_a_log_of_several_models_checks_the_profiles_model(
+        profile: Profile, tmp_path: Path) -> None:
+    """`check` merged every model of a log (50% nulls on every feature); now it filters to the
+    profile's model and version and says how many other records it left out."""
+    prof = profile.save(tmp_path / "p.json")
+    rng = np.random.default_rng(6)
+    logs = tmp_path / "logs.jsonl"
+    with logs.open("w") as fh:
+        ts = 1_764_158_400 + np.arange(500.0)
+        for r in records(generate_columns(500, rng), model="churn", version="3", ts=ts):
+            fh.write(json.dumps(r) + "\n")
+            fh.write(json.dumps({"model": "fraud", "version": "1", "ts": r["ts"],
+                                 "features": {"amount": 3.5}}) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "monitor", "check", str(logs), "--profile",
+                           str(prof), "--format", "json"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    report = json.loads(proc.stdout)
+    assert report["records"] == 500
+    assert report["features"]["age"]["metrics"]["null_rate"] < 0.05
+    assert "amount" not in report.get("unexpected_features", [])
+    assert proc.stderr.startswith("note: 500 records of other models or versions in logs.jsonl "
+                                  "were not checked against churn-3 (fraud v1: 500)"), proc.stderr

@@ -55,8 +55,9 @@ def bind_mounts(service: str) -> list[tuple[str, str]]:
     return mounts
 
 
-def test_stack_has_kafka_influxdb_grafana_worker_and_a_demo_producer() -> None:
-    assert set(SERVICES) == {"kafka", "influxdb", "grafana", "worker", "demo-producer"}
+def test_stack_has_kafka_influxdb_grafana_worker_alerting_and_a_demo_producer() -> None:
+    assert set(SERVICES) == {"kafka", "influxdb", "grafana", "worker", "alertmanager",
+                             "alert-forwarder", "demo-producer"}
     assert SERVICES["demo-producer"]["profiles"] == ["demo"]
     assert all("profiles" not in SERVICES[name] for name in set(SERVICES) - {"demo-producer"})
 
@@ -65,6 +66,7 @@ def test_images_are_pinned_to_the_supported_major_versions() -> None:
     assert SERVICES["kafka"]["image"] == "apache/kafka:4.1.1"
     assert SERVICES["influxdb"]["image"] == "influxdb:2.7"
     assert re.fullmatch(r"grafana/grafana:11\.\d+\.\d+", SERVICES["grafana"]["image"])
+    assert re.fullmatch(r"prom/alertmanager:v0\.\d+\.\d+", SERVICES["alertmanager"]["image"])
 
 
 def test_kafka_runs_a_single_kraft_node() -> None:
@@ -91,7 +93,8 @@ def test_influxdb_is_set_up_with_the_drift_org_bucket_and_a_dbrp_script() -> Non
 
 
 @pytest.mark.parametrize(
-    ("service", "port"), [("kafka", "29092"), ("influxdb", "8086"), ("grafana", "3000")]
+    ("service", "port"),
+    [("kafka", "29092"), ("influxdb", "8086"), ("grafana", "3000"), ("alertmanager", "9095")],
 )
 def test_service_publishes_its_port(service: str, port: str) -> None:
     published = [str(p).split(":")[0] for p in SERVICES[service]["ports"]]
@@ -125,7 +128,7 @@ def test_every_bind_mounted_repository_path_exists(service: str) -> None:
             assert (ROOT / source).exists(), f"{service} mounts missing {source}"
 
 
-@pytest.mark.parametrize("service", ["worker", "demo-producer"])
+@pytest.mark.parametrize("service", ["worker", "alert-forwarder", "demo-producer"])
 def test_service_sets_every_variable_the_worker_reads(service: str) -> None:
     env = environment(service)
     assert [name for name in WORKER_ENVIRONMENT if not env.get(name)] == []
@@ -150,7 +153,7 @@ def test_worker_mounts_profiles_and_runs_the_worker_command() -> None:
 
 
 def test_services_wait_for_healthy_dependencies() -> None:
-    for name in ("kafka", "influxdb", "grafana"):
+    for name in ("kafka", "influxdb", "grafana", "alertmanager"):
         assert SERVICES[name]["healthcheck"]["test"], name
     assert SERVICES["worker"]["depends_on"] == {
         "kafka": {"condition": "service_healthy"},
@@ -165,3 +168,41 @@ def test_dockerfile_builds_on_python_311_slim_and_runs_the_worker() -> None:
     assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
     assert re.search(r"pip install \.(\s|$)", dockerfile)
     assert 'CMD ["drift-monitor", "worker"]' in dockerfile.splitlines()
+
+
+def test_the_forwarder_posts_the_alert_topic_to_the_stacks_alertmanager() -> None:
+    forwarder, alertmanager = SERVICES["alert-forwarder"], SERVICES["alertmanager"]
+    command = forwarder["command"]
+    assert command[:3] == ["drift-monitor", "alerts", "forward"]
+    url = command[command.index("--alertmanager") + 1]
+    container_port = str(alertmanager["ports"][0]).split(":")[1]
+    assert url == f"http://alertmanager:{container_port}"
+    listen = next((c.split("=", 1)[1] for c in alertmanager["command"]
+                   if c.startswith("--web.listen-address=")), ":9093")  # the image's default
+    assert listen.rsplit(":", 1)[1] == container_port
+    assert forwarder["depends_on"]["alertmanager"] == {"condition": "service_healthy"}
+    assert forwarder["depends_on"]["kafka"] == {"condition": "service_healthy"}
+    assert environment("alert-forwarder")["DRIFT_MONITOR_ALERTS_TOPIC"] == environment(
+        "worker")["DRIFT_MONITOR_ALERTS_TOPIC"]
+
+
+def test_alertmanager_runs_alone_with_the_config_it_mounts() -> None:
+    command = SERVICES["alertmanager"]["command"]
+    assert "--cluster.listen-address=" in command
+    config_flag = next(c for c in command if c.startswith("--config.file="))
+    mounts = {target: source for source, target in bind_mounts("alertmanager")}
+    assert config_flag.split("=", 1)[1] in mounts
+
+
+@pytest.mark.integration
+def test_the_stacks_alertmanager_config_is_valid_for_alertmanager(services: None) -> None:
+    """amtool (installed with Debian's prometheus-alertmanager by `make services`)."""
+    import subprocess
+
+    config = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+    result = subprocess.run(["amtool", "check-config", str(config)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    routed = yaml.safe_load(config.read_text())
+    receivers = {r["name"] for r in routed["receivers"]}
+    assert routed["route"]["receiver"] in receivers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -45,6 +46,13 @@ def test_make_demo_main_job_ends_with_alerts_and_every_record_counted(services: 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "FIRING" in out and "age/mean_shift" in out and "state/novelty_rate" in out
+    # One page per drifted feature once the drift is on (trend episodes are their own).
+    after = out.split(">>> drift injected")[1].split("[demo] summary")[0]
+    paged = [m[1] for m in re.finditer(r" FIRING .* churn v3  (\S+)/(?!trend)", after)]
+    assert paged and len(paged) == len(set(paged)), paged
+    assert {"age", "state", "comment"} <= set(paged)
+    episodes = int(out.split("alert episodes")[1].split()[0])
+    assert episodes >= len(set(paged))
     produced = int(out.split("records produced")[1].split()[0])
     counted = int(out.split("records in windows")[1].split()[0])
     assert produced == counted == 8 * 5 * 400

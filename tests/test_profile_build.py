@@ -81,7 +81,7 @@ def test_bad_inputs_are_one_clear_error(tmp_path: Path, content, fmt, message) -
 
 
 def test_edge_case_columns_build(tmp_path: Path) -> None:
-    """All-null column, NaN/inf, a 1 MB string, a single row of another file: all build."""
+    """All-null column, NaN/inf, a 1 MB string: all build."""
     rng = np.random.default_rng(0)
     rows = ["x,empty,flag,note"]
     for i in range(300):
@@ -96,10 +96,40 @@ def test_edge_case_columns_build(tmp_path: Path) -> None:
     assert (x.nonfinite, x.nulls, x.count) == (4, 2, 294)
     assert p.features["empty"].summary.nulls == 300
     assert p.schema["flag"] is Kind.CATEGORICAL
-    one = tmp_path / "one.csv"
-    one.write_text("x,s\n1.5,a\n")
-    single = build_profile(one, _opts())
-    assert single.source["rows"] == 1 and single.features["x"].summary.count == 1
+
+
+@pytest.mark.parametrize("rows,window,hint", [
+    (1, 200, "use at least 10 rows of training data"),
+    (150, 200, "use more training data or --window-size 150 or less"),
+])
+def test_fewer_rows_than_a_calibration_window_are_refused(tmp_path: Path, rows: int, window: int,
+                                                          hint: str) -> None:
+    """A 1-row CSV made a profile that called every later batch critical."""
+    path = tmp_path / "small.csv"
+    path.write_text("x,s\n" + "".join(f"{i * 0.5},a\n" for i in range(rows)))
+    with pytest.raises(InputError, match=f"small.csv has {rows} rows?, fewer than one calibration "
+                                         f"window \\(--window-size {window}\\).*{hint}"):
+        build_profile(path, _opts(window_size=window))
+    if rows >= 10:
+        assert build_profile(path, _opts(window_size=10)).source["rows"] == rows
+
+
+def test_a_log_of_several_models_builds_the_named_model_only(tmp_path: Path) -> None:
+    """Two models in one log were merged into one profile (features of both, 50% nulls)."""
+    lines = []
+    for i in range(600):
+        lines.append({"model": "churn", "version": "3", "ts": i, "features": {"a": i % 7}})
+        lines.append({"model": "fraud", "version": 1, "ts": i, "features": {"z": "x"}})
+        if i % 3 == 0:
+            lines.append({"model": "churn", "version": "2", "ts": i, "features": {"old": 1}})
+    path = tmp_path / "logs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    p = build_profile(path, _opts(model="churn", version="3"))
+    assert set(p.schema) == {"a"} and p.features["a"].summary.nulls == 0
+    assert p.source["rows"] == 600 and p.source["other_model_records"] == 800
+    with pytest.raises(InputError, match=r"no record of model 'churn' version '9' in logs.jsonl; "
+                                         r"it holds (churn v3: 600|fraud v1: 600)"):
+        build_profile(path, _opts(model="churn", version="9"))
 
 
 def test_jsonl_logs_build_and_skip_bad_lines(tmp_path: Path) -> None:

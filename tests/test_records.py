@@ -28,6 +28,9 @@ GOOD = {"model": "churn", "version": "3", "ts": "2026-11-26T12:00:00.250Z", "id"
     (json.dumps({**GOOD, "ts": "9999-01-01T00:00:00Z"}).encode(), "ts is more than a day in the future"),
     (json.dumps({**GOOD, "features": [1, 2]}).encode(), "'features' must be an object"),
     (json.dumps({**GOOD, "prediction": [0.1, 0.9]}).encode(), "'prediction' must be a number"),
+    (json.dumps({**GOOD, "model": "m" * 32_768}).encode(),
+     "'model' is longer than 200 characters (32,768)"),
+    (json.dumps({**GOOD, "version": "v" * 201}).encode(), "'version' is longer than 200"),
 ])
 def test_malformed_messages_come_back_with_reason_and_bytes(raw: bytes, reason: str) -> None:
     batch = parse_messages([raw, json.dumps(GOOD).encode()])
@@ -35,6 +38,7 @@ def test_malformed_messages_come_back_with_reason_and_bytes(raw: bytes, reason: 
     assert len(batch.invalid) == 1
     assert batch.invalid[0].reason.startswith(reason), batch.invalid[0].reason
     assert batch.invalid[0].raw == raw
+    assert batch.invalid[0].model is None or len(batch.invalid[0].model) <= 200
 
 
 def test_array_message_keeps_good_elements_and_reports_the_bad_one() -> None:

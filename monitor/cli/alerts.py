@@ -11,27 +11,17 @@ from monitor.outputs.render import format_alert
 from monitor.service.settings import Settings
 
 
-def bootstrap_servers(broker: str) -> list[str]:
-    """`kafka://host:port;kafka://host2:port` (Faust style) -> ['host:port', 'host2:port']."""
-    servers = []
-    for part in broker.replace(";", ",").split(","):
-        part = part.strip()
-        if "://" in part:
-            part = part.split("://", 1)[1]
-        if part:
-            servers.append(part)
-    return servers
-
-
 def tail_alerts(*, as_json: bool = False, from_beginning: bool = False,
                 idle_timeout: float | None = None, settings: Settings | None = None) -> int:
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
     s = settings or Settings.from_env()
+    kafka = s.kafka
+    kafka.check()  # refused credentials or TLS: one line, not a 30 s retry loop
     try:
         consumer = KafkaConsumer(
-            s.alerts_topic, bootstrap_servers=bootstrap_servers(s.broker),
+            s.alerts_topic, **kafka.kafka_python(),
             auto_offset_reset="earliest" if from_beginning else "latest",
             enable_auto_commit=False, group_id=None, consumer_timeout_ms=500)
     except KafkaError as exc:

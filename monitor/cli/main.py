@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--json", action="store_true", help="raw JSON lines")
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest alert")
     tail.add_argument("--timeout", type=_positive_float, help="stop after this many idle seconds")
+    forward = asub.add_parser("forward", help="post the alert topic to Prometheus Alertmanager "
+                              "(API v2), at least once; runs until stopped")
+    forward.add_argument("--alertmanager", required=True, metavar="URL",
+                         help="Alertmanager base URL, e.g. http://localhost:9093")
+    forward.add_argument("--group", help="Kafka consumer group (default: "
+                         "DRIFT_MONITOR_GROUP + '-alertmanager')")
+    forward.add_argument("--expire-after", type=_positive_float, default=3600.0, metavar="SECONDS",
+                         help="an active alert ends this long after the forwarder last refreshed "
+                         "it; refreshed every quarter of it (default 3600)")
 
     dashboards = sub.add_parser("dashboards", help="Grafana dashboards")
     dsub = dashboards.add_subparsers(dest="dashboards_command", required=True, parser_class=_Parser)
@@ -134,8 +143,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_status
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # stdout closed early (`| head`): nothing more to say
+        _silence_stdout()
         return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush cannot fail again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _emit(text: str) -> None:
+    """Print `text`; a reader that has gone away (`| head`) is not an error."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -150,6 +179,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from monitor.service.worker import run_worker
 
         return run_worker(Settings.from_env())
+    if args.command == "alerts" and args.alerts_command == "forward":
+        from monitor.service.alertmanager import forward_alerts
+
+        return forward_alerts(args.alertmanager, group=args.group, expire_after=args.expire_after)
     if args.command == "alerts":
         from monitor.cli.alerts import tail_alerts
 
@@ -194,6 +227,11 @@ def _profile_build(args: argparse.Namespace) -> int:
         sys.stderr.write("\n")
     kinds = ", ".join(f"{n}:{k}" for n, k in sorted(profile.schema.items()))
     print(f"wrote {out} ({profile.profile_id}, {profile.source['rows']} rows; {kinds})")
+    others = profile.source.get("other_model_records")
+    if others:
+        print(f"note: {others:,} records of other models or versions in {Path(args.data).name} "
+              f"were left out (the profile is for {args.model} v{args.model_version})",
+              file=sys.stderr)
     return 0
 
 
@@ -225,25 +263,33 @@ def _nested_numbers(data: Any, depth: int) -> bool:
 def _check(args: argparse.Namespace) -> int:
     from monitor.drift.checks import Severity
     from monitor.drift.evaluate import compare
-    from monitor.ingest.readers import read_chunks
+    from monitor.ingest.readers import ReadStats, read_chunks
     from monitor.outputs.render import format_table, jsonable
     from monitor.profile.model import Profile
     from monitor.summaries.window import WindowSummary
 
     profile = Profile.load(args.profile)
     window = WindowSummary(profile)
-    for chunk in read_chunks(args.data, predictions=tuple(args.prediction)):
+    read = ReadStats()  # a prediction log is filtered to the profile's model and version
+    for chunk in read_chunks(args.data, predictions=tuple(args.prediction),
+                             model=(profile.model, profile.version), stats=read):
         rows = next((len(v) if isinstance(v, list) else v.size for v in chunk.values()), 0)
-        window.seen_features |= set(chunk)
+        window.note_features(chunk, rows)
         window.update_columns(chunk, rows)
     if window.records == 0:
         raise InputError(f"no rows in {args.data}")
+    if read.other_models:
+        print(f"note: {sum(read.other_models.values()):,} records of other models or versions "
+              f"in {Path(args.data).name} were not checked against {profile.label} "
+              f"({read.others_text()})", file=sys.stderr)
     report = compare(window, profile, overrides=load_overrides(args.thresholds, 2))
+    # The verdict is the exit status, whether or not anyone reads the output to its end.
+    status = 1 if report.severity >= Severity.WARNING else 0
     if args.format == "json":
-        print(json.dumps(jsonable(report.to_dict()), indent=1))
+        _emit(json.dumps(jsonable(report.to_dict()), indent=1))
     else:
-        print(format_table(report))
-    return 1 if report.severity >= Severity.WARNING else 0
+        _emit(format_table(report))
+    return status
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -17,13 +17,15 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from monitor.cli.alerts import bootstrap_servers
 from monitor.demo.synthetic import Scenario, generate_columns, records
 from monitor.outputs.render import format_alert
 from monitor.profile.build import BuildOptions, build_profile
+from monitor.service.kafka_config import KafkaConfig
+from monitor.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW_SECONDS = 5
@@ -45,6 +47,7 @@ def main(windows: int = WINDOWS, drift_from: int = DRIFT_FROM) -> int:
                DRIFT_MONITOR_PROFILES=str(profiles),
                DRIFT_MONITOR_WINDOW_SECONDS=str(WINDOW_SECONDS),
                DRIFT_MONITOR_GRACE_SECONDS="1",
+               DRIFT_MONITOR_IDLE_SECONDS="2",  # the last window closes 2 s after the stream ends
                DRIFT_MONITOR_MIN_RECORDS="200",
                DRIFT_MONITOR_PREDICTIONS_TOPIC=f"demo-{run}-predictions",
                DRIFT_MONITOR_ALERTS_TOPIC=f"demo-{run}-alerts",
@@ -53,20 +56,20 @@ def main(windows: int = WINDOWS, drift_from: int = DRIFT_FROM) -> int:
                DRIFT_MONITOR_GROUP=f"demo-{run}",
                DRIFT_MONITOR_INFLUX_URL=os.environ.get("DRIFT_MONITOR_INFLUX_URL", VM_URL),
                DRIFT_MONITOR_INFLUX_BUCKET="drift", DRIFT_MONITOR_INFLUX_ORG="drift")
-    _create_topic(bootstrap_servers(env["DRIFT_MONITOR_BROKER"]),
-                  env["DRIFT_MONITOR_PREDICTIONS_TOPIC"], partitions=4)
+    kafka = Settings.from_env(env).kafka  # DRIFT_MONITOR_KAFKA_* security, as the worker's
+    kafka.check()
+    _create_topic(kafka, env["DRIFT_MONITOR_PREDICTIONS_TOPIC"], partitions=4)
     log = (work / "worker.log").open("w")
     worker = subprocess.Popen([sys.executable, "-m", "monitor.service.worker"], env=env, cwd=work,
                               stdout=log, stderr=subprocess.STDOUT)
     print(f"[demo] worker started (log: {work / 'worker.log'})", flush=True)
     alerts: list[dict] = []
     stop = threading.Event()
-    servers = bootstrap_servers(env["DRIFT_MONITOR_BROKER"])
-    reader = threading.Thread(target=_read_alerts, args=(servers, env["DRIFT_MONITOR_ALERTS_TOPIC"],
+    reader = threading.Thread(target=_read_alerts, args=(kafka, env["DRIFT_MONITOR_ALERTS_TOPIC"],
                                                           alerts, stop), daemon=True)
     reader.start()
     try:
-        produced = produce_stream(servers, env["DRIFT_MONITOR_PREDICTIONS_TOPIC"],
+        produced = produce_stream(kafka, env["DRIFT_MONITOR_PREDICTIONS_TOPIC"],
                                   windows=windows, drift_from=drift_from)
         deadline = time.time() + WINDOW_SECONDS + 8
         while time.time() < deadline and worker.poll() is None:
@@ -80,20 +83,52 @@ def main(windows: int = WINDOWS, drift_from: int = DRIFT_FROM) -> int:
             worker.kill()
         reader.join(timeout=5)
     windows, processed = _windows_in_store(started)
-    firing = sum(a.get("status") == "firing" for a in alerts)
-    resolved = sum(a.get("status") == "resolved" for a in alerts)
+    counts = episode_counts(alerts)
     print("\n[demo] summary", flush=True)
     print(f"  records produced     {produced}")
     print(f"  records in windows   {processed if processed is not None else 'n/a (metrics store unreachable)'}")
     print(f"  windows evaluated    {windows if windows is not None else 'n/a'}")
-    print(f"  alerts               {firing} firing, {resolved} resolved "
-          f"(topic {env['DRIFT_MONITOR_ALERTS_TOPIC']})")
-    drifted = sorted({f"{a['feature']}/{a['check']}" for a in alerts if a.get("status") == "firing"})
-    print(f"  drifted checks       {', '.join(drifted) if drifted else 'none'}")
+    print(f"  alert episodes       {counts['episodes']} ({counts['escalations']} escalated, "
+          f"{counts['persistent']} persistent, {counts['resolved']} resolved; "
+          f"topic {env['DRIFT_MONITOR_ALERTS_TOPIC']})")
+    print(f"  episodes by feature  {', '.join(counts['by_feature']) or 'none'}")
     print(f"  metrics              {VM_URL} (VictoriaMetrics; e.g. "
           f"{VM_URL}/api/v1/query?query=drift_feature_psi)")
     print(f"  worker log           {work / 'worker.log'}")
-    return 0 if firing else 1
+    return 0 if counts["episodes"] else 1
+
+
+def episode_counts(alerts: list[dict]) -> dict[str, Any]:
+    """Alert events counted as episodes (one `alert_id` each): opened, escalated, persistent,
+    resolved, and `feature (kind, worst severity)` per episode.
+
+    >>> events = [{"alert_id": "a", "status": "firing", "severity": "warning", "feature": "age",
+    ...            "episode": "drift"},
+    ...           {"alert_id": "a", "status": "firing", "severity": "critical", "feature": "age",
+    ...            "episode": "drift", "previous_severity": "warning"},
+    ...           {"alert_id": "b", "status": "firing", "severity": "warning", "feature": "age",
+    ...            "episode": "trend"},
+    ...           {"alert_id": "a", "status": "resolved", "severity": "critical", "feature": "age",
+    ...            "episode": "drift"}]
+    >>> counts = episode_counts(events)
+    >>> counts["episodes"], counts["escalations"], counts["resolved"], counts["by_feature"]
+    (2, 1, 1, ['age (drift, critical, resolved)', 'age (trend, warning)'])
+    """
+    opened = [a for a in alerts if a.get("status") == "firing" and not a.get("previous_severity")]
+    worst: dict[str, dict] = {}
+    for a in alerts:
+        if a.get("status") != "resolved":
+            worst[a["alert_id"]] = a  # severities only rise within an episode
+    ended = {a["alert_id"] for a in alerts if a.get("status") == "resolved"}
+    return {
+        "episodes": len({a["alert_id"] for a in opened}),
+        "escalations": sum(1 for a in alerts if a.get("previous_severity")),
+        "persistent": sum(1 for a in alerts if a.get("status") == "persistent"),
+        "resolved": sum(1 for a in alerts if a.get("status") == "resolved"),
+        "by_feature": sorted(f"{a.get('feature') or 'model'} ({a.get('episode')}, "
+                             f"{a.get('severity')}{', resolved' if i in ended else ''})"
+                             for i, a in worst.items()),
+    }
 
 
 def build_demo_profile(directory: Path) -> None:
@@ -106,13 +141,13 @@ def build_demo_profile(directory: Path) -> None:
     print(f"[demo] profile {profile.profile_id}: {len(profile.features)} features", flush=True)
 
 
-def produce_stream(servers: list[str], topic: str, *, windows: int = WINDOWS,
+def produce_stream(kafka: KafkaConfig, topic: str, *, windows: int = WINDOWS,
                    rate: int = RATE, drift_from: int = DRIFT_FROM) -> int:
     """Prediction logs of model churn v3 at wall-clock time, `rate` records/s for `windows`
     windows of WINDOW_SECONDS, drifted from window `drift_from` (0-based) on; keyed by model."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=servers, linger_ms=20, acks=1)
+    producer = KafkaProducer(**kafka.kafka_python(), linger_ms=20, acks=1)
     rng = np.random.default_rng(42)
     start = (int(time.time()) // WINDOW_SECONDS + 1) * WINDOW_SECONDS
     while time.time() < start:
@@ -144,34 +179,34 @@ def produce_main(windows: int, rate: int) -> int:
     """`drift-monitor demo produce`: the demo stream into the configured Kafka (the Docker
     stack's demo producer). Writes the demo profile into DRIFT_MONITOR_PROFILES first when it is
     missing; the worker picks it up without a restart."""
-    from monitor.service.settings import Settings
-
     settings = Settings.from_env()
     profiles = Path(settings.profiles)
     profiles.mkdir(parents=True, exist_ok=True)
     if not (profiles / "churn-3.json").exists():
         build_demo_profile(profiles)
-    produced = produce_stream(bootstrap_servers(settings.broker), settings.predictions_topic,
+    settings.kafka.check()
+    produced = produce_stream(settings.kafka, settings.predictions_topic,
                               windows=windows, rate=rate)
     print(f"[demo] produced {produced} records to {settings.predictions_topic}", flush=True)
     return 0
 
 
-def _create_topic(servers: list[str], topic: str, *, partitions: int) -> None:
+def _create_topic(kafka: KafkaConfig, topic: str, *, partitions: int) -> None:
     """The run's predictions topic (the worker requires it to exist; it creates the others)."""
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=servers, client_id="drift-monitor-demo")
+    admin = KafkaAdminClient(**kafka.kafka_python(), client_id="drift-monitor-demo")
     try:
         admin.create_topics([NewTopic(topic, partitions, 1)])
     finally:
         admin.close()
 
 
-def _read_alerts(servers: list[str], topic: str, alerts: list[dict], stop: threading.Event) -> None:
+def _read_alerts(kafka: KafkaConfig, topic: str, alerts: list[dict],
+                 stop: threading.Event) -> None:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=servers, auto_offset_reset="earliest",
+    consumer = KafkaConsumer(topic, **kafka.kafka_python(), auto_offset_reset="earliest",
                              group_id=None, consumer_timeout_ms=300)
     while not stop.is_set():
         for message in consumer:

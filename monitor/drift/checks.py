@@ -268,6 +268,7 @@ class Rate(Check):
     prior: Callable[[CheckInput], tuple[float, float]]
     always_reported: bool = False
     describe: Callable[[str, int, float, Limit, CheckInput], str] | None = None
+    details: Callable[[CheckInput], dict[str, Any]] | None = None  # more for the finding
     distribution: bool = False
 
     def limit(self, inp: CheckInput, alpha: float, floor: float | None = None) -> Limit:
@@ -292,7 +293,8 @@ class Rate(Check):
     def message(self, feature: str, value: float, limit: Limit, severity: Severity,
                 inp: CheckInput) -> tuple[str, dict[str, Any]]:
         count = self.events(inp)[0]
-        details: dict[str, Any] = {"count": count, "training_rate": limit.baseline}
+        details: dict[str, Any] = {"count": count, "training_rate": limit.baseline,
+                                   **(self.details(inp) if self.details is not None else {})}
         if self.describe is not None:
             return self.describe(feature, count, value, limit, inp), details
         text = (f"{feature}: {self.name} {value:.2%} > {limit.threshold:.2%} "

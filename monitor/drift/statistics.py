@@ -5,6 +5,7 @@ the rates, and the messages of the rates that describe their values (pure)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -186,6 +187,13 @@ def unseen_language_events(inp: CheckInput) -> tuple[int, int]:
     known = inp.feature.language_counts
     return (sum(n for lang, n in inp.languages.items() if not known.get(lang)),
             sum(inp.languages.values()))
+
+
+def novel_details(inp: CheckInput) -> dict[str, Any]:
+    """The most frequent unseen values, with their counts."""
+    w = inp.window
+    assert isinstance(w, CategoricalSummary)
+    return {"new_values": [[v, n] for v, n in w.top_unseen(5)]}
 
 
 def describe_novel(feature: str, count: int, rate: float, limit: Limit, inp: CheckInput) -> str:

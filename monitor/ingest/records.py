@@ -10,11 +10,9 @@ One message holds one record or a JSON array of records.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
 
@@ -22,8 +20,12 @@ import numpy as np
 import orjson
 
 from monitor.ingest.schema import PREDICTION
+from monitor.ingest.timestamps import MAX_FUTURE_SECONDS, parse_ts
 
 ModelKey = tuple[str, str]
+# Model and version name a profile, key the engine's state and appear in every alert and metric:
+# longer ones are refused (dead-lettered with the reason), so no record can bloat those.
+MAX_NAME_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,7 @@ class InvalidRecord:
     reason: str
     raw: bytes
     model: str | None = None  # when it could be read, so that the model's counters can say it
+    index: int = -1  # position of its message in the batch (-1: unknown)
 
 
 @dataclass(slots=True)
@@ -42,14 +45,17 @@ class RecordGroup:
     ts: list[float] = field(default_factory=list)
     features: list[dict[str, Any]] = field(default_factory=list)
     predictions: list[Any] = field(default_factory=list)
+    index: list[int] = field(default_factory=list)  # position of each record's message in the batch
 
     def __len__(self) -> int:
         return len(self.ts)
 
-    def append(self, ts: float, features: dict[str, Any], prediction: Any) -> None:
+    def append(self, ts: float, features: dict[str, Any], prediction: Any,
+               index: int = -1) -> None:
         self.ts.append(ts)
         self.features.append(features)
         self.predictions.append(prediction)
+        self.index.append(index)
 
     def ts_array(self) -> np.ndarray:
         return np.asarray(self.ts, dtype=np.float64)
@@ -60,7 +66,8 @@ class RecordGroup:
             return self
         return RecordGroup(self.model, self.version, [self.ts[i] for i in index],
                            [self.features[i] for i in index],
-                           [self.predictions[i] for i in index])
+                           [self.predictions[i] for i in index],
+                           [self.index[i] for i in index])
 
     def column(self, name: str) -> list[Any]:
         """The raw values of one feature, one per record (None where missing)."""
@@ -94,41 +101,6 @@ class ParsedBatch:
         return sum(len(g) for g in self.groups.values())
 
 
-MAX_FUTURE_SECONDS = 86_400.0  # a ts further ahead of this machine's clock is an error
-
-
-def parse_ts(value: Any, latest: float | None = None) -> float:
-    """Epoch seconds from a number (epoch seconds) or an ISO 8601 string (UTC when naive).
-
-    >>> parse_ts(1764158400), parse_ts("2025-11-26T12:00:00Z"), parse_ts("2025-11-26T12:00:00.5+00:00")
-    (1764158400.0, 1764158400.0, 1764158400.5)
-    """
-    if type(value) in (int, float):
-        ts = float(value)
-        if not math.isfinite(ts):
-            raise ValueError(f"ts is not finite: {value!r}")
-        limit = time.time() + MAX_FUTURE_SECONDS if latest is None else latest
-        if ts > limit:
-            # Epoch milliseconds, or a broken clock: one such record would hold every later
-            # window open, so it is refused.
-            raise ValueError(f"ts is more than a day in the future ({value!r}; epoch seconds "
-                             f"expected, not milliseconds)")
-        return ts
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            try:
-                number = float(value)
-            except ValueError:
-                raise ValueError(f"ts is neither ISO 8601 nor epoch seconds: {value[:64]!r}") from None
-            return parse_ts(number, latest)
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return parse_ts(dt.timestamp(), latest)
-    raise ValueError(f"ts must be a string or a number, got {type(value).__name__}")
-
-
 def _decode(message: bytes) -> Any:
     try:
         return orjson.loads(message)
@@ -157,6 +129,10 @@ def _check_record(obj: Any, latest: float) -> tuple[str, str, float, dict[str, A
         version = str(version)
     elif not isinstance(version, str) or not version:
         raise ValueError("missing or empty 'version' (a string or number)")
+    for field_name, value in (("model", model), ("version", version)):
+        if len(value) > MAX_NAME_CHARS:
+            raise ValueError(f"'{field_name}' is longer than {MAX_NAME_CHARS} characters "
+                             f"({len(value):,}): a name, not data")
     if "ts" not in obj:
         raise ValueError("missing 'ts'")
     ts = parse_ts(obj["ts"], latest)
@@ -179,11 +155,11 @@ def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
     batch = ParsedBatch()
     groups = batch.groups
     latest = time.time() + MAX_FUTURE_SECONDS
-    for message in messages:
+    for position, message in enumerate(messages):
         try:
             obj = _decode(message)
         except ValueError as exc:
-            batch.invalid.append(InvalidRecord(str(exc), bytes(message)))
+            batch.invalid.append(InvalidRecord(str(exc), bytes(message), None, position))
             continue
         items = obj if type(obj) is list else (obj,)
         for item in items:
@@ -194,21 +170,22 @@ def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
                 ts = item.get("ts")
                 features = item.get("features")
                 prediction = item.get("prediction")
-                if (type(model) is str and model and type(version) is str and version
+                if (type(model) is str and 0 < len(model) <= MAX_NAME_CHARS
+                        and type(version) is str and 0 < len(version) <= MAX_NAME_CHARS
                         and type(ts) is float and ts - ts == 0.0 and ts <= latest
                         and type(features) is dict
                         and type(prediction) is not list):
-                    _group(groups, model, version).append(ts, features, prediction)
+                    _group(groups, model, version).append(ts, features, prediction, position)
                     continue
             try:
                 model, version, ts, features, prediction = _check_record(item, latest)
             except ValueError as exc:
                 raw = _encode_item(item) if items is obj else bytes(message)
                 name = item.get("model") if type(item) is dict else None
-                name = name if isinstance(name, str) else None
-                batch.invalid.append(InvalidRecord(str(exc), bytes(raw), name))
+                name = name if isinstance(name, str) and len(name) <= MAX_NAME_CHARS else None
+                batch.invalid.append(InvalidRecord(str(exc), bytes(raw), name, position))
                 continue
-            _group(groups, model, version).append(ts, features, prediction)
+            _group(groups, model, version).append(ts, features, prediction, position)
     return batch
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from monitor.drift.evaluate import WindowReport
 from monitor.drift.registry import checks_for
 from monitor.errors import InputError
 from monitor.ingest.schema import Kind
+from monitor.ingest.timestamps import parse_ts, to_datetime
 from monitor.stream.alerts import Alert
 from monitor.stream.engine import Evaluated
 from monitor.stream.replay import open_engine, replay_events
@@ -55,7 +57,7 @@ def write_report(logs: str | Path, profiles: str | Path, output: str | Path, *,
 
 
 def _time(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
+    return to_datetime(ts)  # clamped into datetime's years: a record of year -314918 cannot crash
 
 
 def render_html(reports: list[WindowReport], alerts: list[Alert], *, source: str) -> str:
@@ -146,7 +148,7 @@ def _num(value: Any) -> float | None:
 def _episodes(alerts: list[Alert], feature: str) -> list[tuple[datetime, datetime]]:
     """Time spans during which an alert on this feature was firing."""
     def parse(text: str) -> datetime:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return to_datetime(parse_ts(text, latest=math.inf))
 
     opened: dict[str, datetime] = {}
     spans: list[tuple[datetime, datetime]] = []

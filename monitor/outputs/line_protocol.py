@@ -48,7 +48,8 @@ METRICS: dict[str, frozenset[str]] = {
     "drift_service": frozenset({
         "records_processed", "records_per_second", "invalid_records", "dlq_messages",
         "late_records", "consumer_lag", "metric_write_failures", "metric_points_buffered",
-        "metric_points_dropped", "windows_evaluated"}),
+        "metric_points_dropped", "windows_evaluated", "checkpoint_bytes", "open_windows",
+        "models_held", "alerts_sent"}),
 }
 # Measurement -> tag keys (an empty tag value is left out of the line, as line protocol wants).
 TAGS: dict[str, tuple[str, ...]] = {
@@ -161,11 +162,13 @@ def _alert_time(alert: Alert, now: float) -> float:
         ts = datetime.fromisoformat(alert.window_end.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return now
-    return ts if ts > 0 else now  # a no_profile alert before any record time is known
+    return ts if ts > 0 else now  # a no_profile alert restored from an old checkpoint
 
 
 def alert_points(alerts: Iterable[Alert], now: float | None = None) -> list[str]:
-    """One drift_alert point per alert event, at its window's end."""
+    """One drift_alert point per alert event (fired, escalated, persistent, resolved), at its
+    window's end; `check`, `value` and `threshold` are those of the check the alert leads with
+    (every failing check's own value is in drift_feature)."""
     now = time.time() if now is None else now
     out = []
     for a in alerts:

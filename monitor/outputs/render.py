@@ -73,12 +73,26 @@ def _detects(report: FeatureReport) -> str:
 
 
 def format_alert(alert: dict[str, Any]) -> str:
-    """One line for a terminal: time, status, severity, what, value vs threshold."""
-    status = alert.get("status", "?").upper()
+    """Two lines for a terminal: time, event, severity, what (with the lead check's value vs
+    threshold and how many checks fail), then the message.
+
+    >>> print(format_alert({"status": "firing", "severity": "critical",
+    ...     "previous_severity": "warning", "model": "churn", "version": "3", "feature": "age",
+    ...     "check": "mean_shift", "value": 1.02, "threshold": 0.3, "checks": [{}, {}, {}],
+    ...     "window_end": "2026-11-26T12:01:00.000Z", "message": "[churn v3] age: ..."}))
+    2026-11-26T12:01:00.000Z  ESCALATED CRITICAL (was warning) churn v3  age/mean_shift value=1.02 threshold=0.3 +2 checks
+        [churn v3] age: ...
+    """
+    status = alert.get("status", "?")
+    event = "ESCALATED" if status == "firing" and alert.get("previous_severity") else status.upper()
     severity = str(alert.get("severity", "")).upper()
+    if alert.get("previous_severity"):
+        severity += f" (was {alert['previous_severity']})"
     where = f"{alert.get('model')} v{alert.get('version')}"
     what = alert.get("feature") or "model"
     value, threshold = alert.get("value"), alert.get("threshold")
     numbers = f" value={_fmt(value)} threshold={_fmt(threshold)}" if value is not None else ""
-    return (f"{alert.get('window_end', '')}  {status:8} {severity:8} {where}  {what}/"
+    more = len(alert.get("checks") or []) - 1
+    numbers += f" +{more} checks" if more > 0 else ""
+    return (f"{alert.get('window_end', '')}  {event:9} {severity:8} {where}  {what}/"
             f"{alert.get('check')}{numbers}\n    {alert.get('message', '')}")

@@ -21,18 +21,22 @@ import numpy as np
 from monitor import __version__
 from monitor.errors import InputError, UsageError
 from monitor.ingest.columns import NumericColumn, label_column, numeric_column
-from monitor.ingest.readers import check_readable, file_sha256, read_chunks
+from monitor.ingest.readers import ReadStats, check_readable, file_sha256, read_chunks
 from monitor.ingest.schema import Kind, infer_kind
 from monitor.profile.calibrate import OTHER_TOKEN, TextSample, calibrate
 from monitor.profile.language import detect
 from monitor.profile.model import TEXT_PROFILE_SAMPLE, FeatureProfile, Profile
 from monitor.summaries import CategoricalSummary, NumericSummary, TextSummary
+from monitor.summaries.bounds import tally_clipped
+from monitor.summaries.categorical import unseen_limit_for
+from monitor.summaries.exact import frame_for
 from monitor.summaries.text import DEFAULT_SAMPLE_SIZE, tokens
 from monitor.summaries.window import WindowSummary
 
 LABEL_COUNT_CAP = 200_000  # distinct values counted per column before it is called high-cardinality
 TEXT_VOCABULARY = 1_000  # top tokens kept per text feature
 TEXT_BINS = 20
+MIN_WINDOW = 10  # smallest calibration window, and so the fewest training rows
 
 
 @dataclass
@@ -54,7 +58,7 @@ class BuildOptions:
             raise UsageError("--model must not be empty")
         if not self.version:
             raise UsageError("--version must not be empty")
-        for name, value, low in (("window size", self.window_size, 10),
+        for name, value, low in (("window size", self.window_size, MIN_WINDOW),
                                  ("max categories", self.max_categories, 1),
                                  ("bins", self.bins, 2), ("sample rows", self.sample_rows, 100),
                                  ("calibration windows", self.calibration_windows, 20)):
@@ -107,7 +111,8 @@ class _FirstPass:
         if name in self.high_cardinality or isinstance(raw, NumericColumn | np.ndarray):
             return
         counter = self.labels.setdefault(name, Counter())
-        counter.update(v for v in label_column(raw).values if v is not None)
+        tally, _ = tally_clipped(v for v in label_column(raw).values if v is not None)
+        counter.update(tally)  # clipped values: a summary keeps nothing longer
         if len(counter) > LABEL_COUNT_CAP:
             self.high_cardinality.add(name)
 
@@ -186,27 +191,29 @@ def psi_bins(histogram: np.ndarray, groups: int = 10) -> list[int]:
     return [0, *starts.tolist()[1:]]
 
 
-def _empty_feature(name: str, kind: Kind, first: _FirstPass, opts: BuildOptions) -> FeatureProfile:
+def _empty_feature(name: str, kind: Kind, first: _FirstPass, opts: BuildOptions,
+                   unseen_limit: int) -> FeatureProfile:
     values = first.sample[name]
     lo, hi = first.minmax.get(name, (0.0, 0.0))
     if kind is Kind.NUMERIC:
         finite = numeric_column(values).values
         finite = finite[np.isfinite(finite)]
-        return FeatureProfile(name, kind, NumericSummary(numeric_edges(finite, lo, hi, opts.bins)))
+        center, quantum = frame_for(finite)
+        return FeatureProfile(name, kind, NumericSummary(
+            numeric_edges(finite, lo, hi, opts.bins), center=center, quantum=quantum))
     if kind is Kind.CATEGORICAL:
         counts = first.labels.get(name, Counter())
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         vocabulary = [v for v, _ in ranked[: opts.max_categories]]
         complete = name not in first.high_cardinality and len(ranked) <= opts.max_categories
-        return FeatureProfile(name, kind, CategoricalSummary(vocabulary, complete=complete))
+        return FeatureProfile(name, kind, CategoricalSummary(
+            vocabulary, complete=complete, unseen_limit=unseen_limit))
     texts = [v for v in label_column(values, numbers_as_labels=False).values if v is not None]
     lengths = np.array([len(t) for t in texts], dtype=float)
     words = np.array([len(t.split()) for t in texts], dtype=float)
-    # The stored summary describes windows: they sample DEFAULT_SAMPLE_SIZE texts (the
-    # training summary itself keeps TEXT_PROFILE_SAMPLE, see build_profile).
     return FeatureProfile(name, kind, TextSummary(
         _quantile_edges(lengths, TEXT_BINS), _quantile_edges(words, TEXT_BINS),
-        sample_size=DEFAULT_SAMPLE_SIZE, seed=opts.seed))
+        sample_size=TEXT_PROFILE_SAMPLE, seed=opts.seed))
 
 
 def _quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
@@ -243,24 +250,30 @@ def _finish_text(feature: FeatureProfile) -> TextSample:
 def build_profile(path: str | Path, opts: BuildOptions, progress: Progress | None = None) -> Profile:
     p = check_readable(path)
     first = _FirstPass(opts.sample_rows, opts.seed)
-    for chunk in read_chunks(p, predictions=opts.predictions):
+    key = (opts.model, opts.version)  # a prediction log is filtered to this model and version
+    read = ReadStats()
+    for chunk in read_chunks(p, predictions=opts.predictions, model=key, stats=read):
         first.add(chunk)
         if progress:
             progress("pass 1/2", first.rows)
     if first.rows == 0 or not first.columns:
         raise InputError(f"no rows in {p.name}")
+    _refuse_too_few_rows(p, first.rows, opts.window_size)
     first._compact()
     unknown = sorted(set(opts.schema) - set(first.columns))
     if unknown:
         raise UsageError(f"--schema names features that are not in the data: {', '.join(unknown)}")
     kinds = {name: opts.schema.get(name) or infer_kind(first.sample[name])
              for name in first.columns}
-    features = {name: _empty_feature(name, kind, first, opts) for name, kind in kinds.items()}
+    unseen_limit = unseen_limit_for(sum(k is Kind.CATEGORICAL for k in kinds.values()))
+    features = {name: _empty_feature(name, kind, first, opts, unseen_limit)
+                for name, kind in kinds.items()}
     profile = Profile(opts.model, opts.version, features, window_size=opts.window_size,
                       false_alarm_rate=opts.false_alarm_rate, tool_version=__version__)
-    # The training summary keeps TEXT_PROFILE_SAMPLE texts per text feature (windows keep fewer).
-    training = WindowSummary(profile, text_sample=TEXT_PROFILE_SAMPLE, seed=opts.seed)
-    for chunk in read_chunks(p, predictions=opts.predictions):
+    # The training summary keeps TEXT_PROFILE_SAMPLE texts per text feature, sampled with the
+    # build's seed (empty_like keeps both); windows keep DEFAULT_SAMPLE_SIZE (_finish_text).
+    training = WindowSummary(profile)
+    for chunk in read_chunks(p, predictions=opts.predictions, model=key):
         training.update_columns(chunk, _chunk_rows(chunk))
         if progress:
             progress("pass 2/2", training.records)
@@ -277,6 +290,8 @@ def build_profile(path: str | Path, opts: BuildOptions, progress: Progress | Non
             feature.unseen_mass = float((counts == 1).sum()) / max(1, int(counts.sum()))
     profile.edge_record_rate = round(training.edge_records / training.records, 9)
     profile.source = {"file": p.name, "sha256": file_sha256(p), "rows": first.rows}
+    if read.other_models:  # a log of several models: say what was left out
+        profile.source["other_model_records"] = sum(read.other_models.values())
     if progress:
         progress("calibrating", 0)
     sample = _calibration_columns(first, kinds)
@@ -286,6 +301,18 @@ def build_profile(path: str | Path, opts: BuildOptions, progress: Progress | Non
         feature.nulls = nulls[name]
     profile.profile_id = profile.compute_id()
     return profile
+
+
+def _refuse_too_few_rows(path: Path, rows: int, window_size: int) -> None:
+    """Thresholds are calibrated on resampled windows of `window_size` training rows; from fewer
+    rows than one window, every window would resample the same few rows and the profile would
+    call any real traffic drift (a 1-row profile flags every check)."""
+    if rows < window_size:
+        fix = (f"more training data or --window-size {rows:,} or less" if rows >= MIN_WINDOW
+               else f"at least {MIN_WINDOW} rows of training data")
+        raise InputError(f"{path.name} has {rows:,} row{'s' if rows != 1 else ''}, fewer than one "
+                         f"calibration window (--window-size {window_size:,}): too few to tell "
+                         f"drift from noise; use {fix}")
 
 
 def _calibration_columns(first: _FirstPass, kinds: dict[str, Kind]) -> dict[str, Any]:

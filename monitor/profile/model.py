@@ -18,7 +18,6 @@ from monitor.drift.nulls import NullCurve
 from monitor.errors import ProfileError
 from monitor.ingest.schema import Kind
 from monitor.summaries import (
-    CategoricalSummary,
     NumericSummary,
     Summary,
     TextSummary,
@@ -26,7 +25,8 @@ from monitor.summaries import (
 )
 
 FORMAT = "drift-monitor/profile"
-FORMAT_VERSION = 2  # 2: null curves per check (were thresholds at one window size)
+FORMAT_VERSION = 3  # 3: null curves per check (were thresholds at one window size);
+# 2: exact numeric moments (centre, quantum, integer sums); bounded values
 TEXT_PROFILE_SAMPLE = 5_000  # training texts analysed for language and vocabulary
 
 
@@ -208,17 +208,10 @@ def _canonical(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
-def empty_summary(feature: FeatureProfile, *, text_sample: int | None = None,
-                  seed: int = 0) -> Summary:
-    """An empty summary for this feature: same edges and vocabulary as the training one. A text
-    summary keeps `text_sample` texts (default: the window sample size the profile stores)."""
-    s = feature.summary
-    if isinstance(s, NumericSummary):
-        return NumericSummary(s.edges)
-    if isinstance(s, CategoricalSummary):
-        return CategoricalSummary(s.vocabulary, complete=s.complete)
-    size = s.sample_size if text_sample is None else text_sample
-    return TextSummary(s.length.edges, s.tokens.edges, sample_size=size, seed=seed)
+def empty_summary(feature: FeatureProfile) -> Summary:
+    """A window summary for this feature: same edges, quantisation frame, vocabulary and
+    bounds as the training one."""
+    return feature.summary.empty_like()
 
 
 def coarse(histogram: np.ndarray, starts: list[int]) -> np.ndarray:

@@ -22,6 +22,9 @@ class ProfileStore:
         self._files: dict[Path, tuple[float, int]] = {}
         self._by_file: dict[Path, Profile] = {}
         self._by_key: dict[tuple[str, str], Profile] = {}
+        # Every profile served since start, by id: windows begun under a profile that has been
+        # replaced since are still evaluated against it (bounded: a few per model and version).
+        self._by_id: dict[str, Profile] = {}
         self.errors: dict[Path, str] = {}
         self.refresh()
 
@@ -55,7 +58,22 @@ class ProfileStore:
             self._by_file.pop(path, None)
             self.errors.pop(path, None)
         self._by_key = {(p.model, p.version): p for _, p in sorted(self._by_file.items())}
+        for profile in changed:
+            self._by_id[profile.profile_id] = profile
+        self._forget_old()
         return changed
+
+    def _forget_old(self, keep: int = 3) -> None:
+        per_key: dict[tuple[str, str], list[str]] = {}
+        for profile_id, profile in self._by_id.items():  # insertion order: oldest first
+            per_key.setdefault((profile.model, profile.version), []).append(profile_id)
+        for ids in per_key.values():
+            for profile_id in ids[:-keep]:
+                del self._by_id[profile_id]
+
+    def by_id(self, profile_id: str) -> Profile | None:
+        """A profile served since start (current or replaced), by its id."""
+        return self._by_id.get(profile_id)
 
     def get(self, model: str, version: str) -> Profile | None:
         return self._by_key.get((model, version))

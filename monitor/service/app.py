@@ -26,10 +26,10 @@ def create_app(settings: Settings) -> faust.App:
     """The App hosting one worker: its service lifecycle, signals, timers and the batch consumer
     task. The predictions consumer group (`settings.group`) belongs to that task, so the App's
     own id is kept apart from it. Exactly-once window counts come from our own checkpoints
-    (`monitor.service.checkpoints`), not from Faust's `exactly_once`."""
+    (`monitor.service.state_store`), not from Faust's `exactly_once`."""
     return DriftApp(
         f"{settings.group}-service",
-        broker=settings.broker,
+        **settings.kafka.faust(),  # broker URLs and credentials (monitor.service.kafka_config)
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",  # no Faust tables: window state lives in our checkpoint topic

@@ -1,8 +1,12 @@
 """Worker settings, read from `DRIFT_MONITOR_*` environment variables.
 
+Secrets (`KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD`, `INFLUX_TOKEN`) can instead come from a
+file named by the same variable with `_FILE` appended, as Docker and Kubernetes mount secrets;
+they never show in `repr`, `redacted()` (the settings line of the log) or error messages.
+
 >>> s = Settings.from_env({"DRIFT_MONITOR_WINDOW_SECONDS": "30"})
->>> s.window_seconds, s.broker, s.influx_url
-(30.0, 'kafka://localhost:9092', None)
+>>> s.window_seconds, s.broker, s.influx_url, s.kafka.security_protocol
+(30.0, 'kafka://localhost:9092', None, 'PLAINTEXT')
 >>> Settings.from_env({"DRIFT_MONITOR_WINDOW_SECONDS": "abc"})
 Traceback (most recent call last):
 ...
@@ -14,12 +18,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from monitor.errors import UsageError
+from monitor.service.kafka_config import KafkaConfig, readable_file
 
 PREFIX = "DRIFT_MONITOR_"
+HIDDEN = ("kafka_sasl_password", "influx_token")  # shown as '***' in redacted()
 
 
 @dataclass(frozen=True)
@@ -32,9 +38,14 @@ class Settings:
     predictions_topic: str = "predictions"
     alerts_topic: str = "drift-alerts"
     dlq_topic: str = "predictions-dlq"
-    state_topic: str = "drift-monitor-state"
+    reports_topic: str = ""  # every window report as JSON (as `replay --reports` writes); unset: none
+    # Internal topics; empty: named after the group and the predictions topic (service.topics).
+    state_topic: str = ""
+    partials_topic: str = ""
+    windows_topic: str = ""
     influx_url: str | None = None  # unset: metrics go nowhere (logged once at start)
-    influx_token: str = ""
+    influx_token: str = field(default="", repr=False)
+    influx_ca_file: str | None = None  # CA of the store's TLS certificate (private CAs)
     influx_org: str = ""
     influx_bucket: str = "drift"
     group: str = "drift-monitor"  # Kafka consumer group and Faust app id
@@ -43,6 +54,19 @@ class Settings:
     # How often Faust commits consumer offsets. The checkpoints, not the commits, carry the
     # no-loss / no-double-count promise; tests lengthen this to force re-delivery after a kill.
     commit_interval_seconds: float = 2.8
+    checkpoint_interval_seconds: float = 5.0  # state with no window closing is saved this often
+    idle_seconds: float = 30.0  # a model quiet this long moves on with the wall clock
+    max_future_seconds: float = 0.0  # records further ahead are dead letters; 0: 3 windows
+    retention_seconds: float = 7 * 86_400.0  # older records are counted late
+    persistent_windows: int = 30  # an alert episode open this long publishes `persistent`
+    # Kafka security (monitor.service.kafka_config): every client gets it through `kafka`.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +89,30 @@ class Settings:
                 raise UsageError(f"{PREFIX}{name} must be {what} ({raw!r})")
             return value
 
+        def secret(name: str) -> str | None:
+            """`NAME`, or the content of the file `NAME_FILE` names (whitespace around it and
+            the final newline dropped); never both."""
+            value = env.get(PREFIX + name, "").strip()
+            path = env.get(PREFIX + name + "_FILE", "").strip()
+            if not path:
+                return value or None
+            if value:
+                raise UsageError(f"set {PREFIX}{name} or {PREFIX}{name}_FILE, not both "
+                                 f"({PREFIX}{name}_FILE={path!r})")
+            try:
+                with open(path, encoding="utf-8") as f:
+                    content = f.read().strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or type(exc).__name__
+                raise UsageError(f"{PREFIX}{name}_FILE cannot be read ({path!r}: {reason})"
+                                 ) from None
+            if not content:
+                raise UsageError(f"{PREFIX}{name}_FILE is empty ({path!r})")
+            return content
+
+        def readable(name: str) -> str | None:
+            return readable_file(name, env.get(PREFIX + name, "").strip())
+
         grace_raw = env.get(PREFIX + "GRACE_SECONDS", "").strip()
         grace = 5.0
         if grace_raw:
@@ -78,7 +126,7 @@ class Settings:
         broker = text("BROKER", cls.broker)
         if "://" not in broker:
             broker = "kafka://" + broker
-        return cls(
+        settings = cls(
             broker=broker,
             profiles=text("PROFILES", cls.profiles),
             window_seconds=positive("WINDOW_SECONDS", cls.window_seconds),
@@ -87,9 +135,13 @@ class Settings:
             predictions_topic=text("PREDICTIONS_TOPIC", cls.predictions_topic),
             alerts_topic=text("ALERTS_TOPIC", cls.alerts_topic),
             dlq_topic=text("DLQ_TOPIC", cls.dlq_topic),
+            reports_topic=text("REPORTS_TOPIC", cls.reports_topic),
             state_topic=text("STATE_TOPIC", cls.state_topic),
+            partials_topic=text("PARTIALS_TOPIC", cls.partials_topic),
+            windows_topic=text("WINDOWS_TOPIC", cls.windows_topic),
             influx_url=env.get(PREFIX + "INFLUX_URL", "").strip() or None,
-            influx_token=env.get(PREFIX + "INFLUX_TOKEN", "").strip(),
+            influx_token=secret("INFLUX_TOKEN") or "",
+            influx_ca_file=readable("INFLUX_CA_FILE"),
             influx_org=env.get(PREFIX + "INFLUX_ORG", "").strip(),
             influx_bucket=text("INFLUX_BUCKET", cls.influx_bucket),
             group=text("GROUP", cls.group),
@@ -97,21 +149,59 @@ class Settings:
             metrics_buffer=positive("METRICS_BUFFER", cls.metrics_buffer, int),
             commit_interval_seconds=positive("COMMIT_INTERVAL_SECONDS",
                                              cls.commit_interval_seconds),
+            checkpoint_interval_seconds=positive("CHECKPOINT_INTERVAL_SECONDS",
+                                                 cls.checkpoint_interval_seconds),
+            idle_seconds=positive("IDLE_SECONDS", cls.idle_seconds),
+            max_future_seconds=positive("MAX_FUTURE_SECONDS", 0.0) or 0.0,
+            retention_seconds=positive("RETENTION_SECONDS", cls.retention_seconds),
+            persistent_windows=positive("PERSISTENT_WINDOWS", cls.persistent_windows, int),
+            kafka_security_protocol=text("KAFKA_SECURITY_PROTOCOL", cls.kafka_security_protocol),
+            kafka_sasl_mechanism=text("KAFKA_SASL_MECHANISM", "") or None,
+            kafka_sasl_username=secret("KAFKA_SASL_USERNAME"),
+            kafka_sasl_password=secret("KAFKA_SASL_PASSWORD"),
+            kafka_ssl_cafile=readable("KAFKA_SSL_CAFILE"),
+            kafka_ssl_certfile=readable("KAFKA_SSL_CERTFILE"),
+            kafka_ssl_keyfile=readable("KAFKA_SSL_KEYFILE"),
         )
+        settings.kafka.ssl_context()  # every Kafka setting checked now, in one readable line
+        return settings
+
+    def topic(self, role: str) -> str:
+        """The name of an internal topic (`state`, `partials`, `windows`).
+
+        >>> Settings(group="g", predictions_topic="p").topic("partials")
+        'g.p.partials'
+        >>> Settings(state_topic="mine").topic("state")
+        'mine'
+        """
+        from monitor.service.topics import internal_topic
+
+        explicit = {"state": self.state_topic, "partials": self.partials_topic,
+                    "windows": self.windows_topic}[role]
+        return explicit or internal_topic(self.group, self.predictions_topic, role)
 
     @property
-    def bootstrap_servers(self) -> list[str]:
-        """`kafka://a:9092;b:9092` as the host:port list kafka clients take."""
-        hosts = self.broker.split("://", 1)[-1]
-        return [h.strip() for h in hosts.replace(";", ",").split(",") if h.strip()]
+    def kafka(self) -> KafkaConfig:
+        """The brokers and security settings every Kafka client is built from.
+
+        >>> Settings(broker="kafka://k1:9092;kafka://k2:9092").kafka.brokers
+        ('k1:9092', 'k2:9092')
+        """
+        return KafkaConfig.parse(
+            self.broker, security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism, sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password, ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile, ssl_keyfile=self.kafka_ssl_keyfile)
 
     def redacted(self) -> dict[str, Any]:
-        """The settings for the log, with the InfluxDB token hidden.
+        """The settings for the log, with the secrets hidden.
 
-        >>> Settings(influx_token="s3cret").redacted()["influx_token"]
-        '***'
+        >>> r = Settings(influx_token="s3cret", kafka_sasl_password="pw").redacted()
+        >>> r["influx_token"], r["kafka_sasl_password"], r["kafka_sasl_username"]
+        ('***', '***', None)
         """
         data = asdict(self)
-        if data["influx_token"]:
-            data["influx_token"] = "***"
+        for name in HIDDEN:
+            if data[name]:
+                data[name] = "***"
         return data

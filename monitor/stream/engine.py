@@ -1,72 +1,32 @@
-"""The streaming engine: tumbling event-time windows per model and version, evaluated against
-the model's profile when they close, with the alert lifecycle. `replay` and the Kafka worker both
-run this class; neither has a copy of the windowing.
+"""The streaming engine in one process: stage one (one input partition) feeding stage two.
 
-A window [start, start + window_seconds) closes when the watermark (the largest record time seen,
-minus the grace) passes its end. A record for an already-closed window is *late*: counted, not
-folded in. A closing window with fewer than `min_records` records is not evaluated but carried
-into the next window of the same model.
+`replay`, `report` and the tests run this; the worker runs the same two stages with Kafka
+between them (docs/architecture.md). Messages between the stages go through their wire codec
+here too, so a replay computes exactly what the worker computes.
+
+A window [start, start + window_seconds) closes when the watermark (the newest record time,
+robust to a few outliers, minus the grace) passes its end. A record for an already-closed window
+is *late*: counted, not folded in. A closing window with fewer than `min_records` records is
+not evaluated but carried into the next window of the same model.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from monitor.drift.checks import Severity
-from monitor.drift.evaluate import Overrides, WindowReport, compare
-from monitor.ingest.records import ModelKey, ParsedBatch
+from monitor.ingest.records import ParsedBatch
 from monitor.profile.model import Profile
-from monitor.stream.alerts import Alert, AlertTracker, alert_id, iso
-from monitor.summaries.window import WindowSummary
+from monitor.stream.alerts import Alert
+from monitor.stream.config import EngineConfig
+from monitor.stream.folder import DeadLetter, PartitionFolder
+from monitor.stream.merger import Evaluated, WindowMerger
+from monitor.stream.messages import decode, encode
+
+__all__ = ["Engine", "EngineConfig", "EngineStats", "Evaluated"]
 
 ProfileLookup = Callable[[str, str], Profile | None]
-
-
-@dataclass
-class EngineConfig:
-    window_seconds: float = 60.0
-    grace_seconds: float = 5.0
-    min_records: int = 200
-    overrides: dict[str, Overrides] = field(default_factory=dict)  # model (or "*") -> overrides
-    trend: bool = True
-    resolve_after: int = 2  # clean windows before an alert resolves (no flapping at the edge)
-
-    def __post_init__(self) -> None:
-        if not self.window_seconds > 0:
-            raise ValueError(f'"window_seconds" must be > 0: {self.window_seconds}')
-        if self.grace_seconds < 0:
-            raise ValueError(f'"grace_seconds" must be >= 0: {self.grace_seconds}')
-        if self.min_records < 1:
-            raise ValueError(f'"min_records" must be >= 1: {self.min_records}')
-
-    def overrides_for(self, model: str) -> Overrides:
-        merged: Overrides = {}
-        for source in (self.overrides.get("*", {}), self.overrides.get(model, {})):
-            for feature, checks in source.items():
-                merged.setdefault(feature, {}).update(checks)
-        return merged
-
-
-@dataclass
-class Evaluated:
-    """A closed window: its report and the alert events it caused."""
-
-    report: WindowReport
-    alerts: list[Alert]
-
-
-@dataclass
-class ModelState:
-    profile: Profile
-    windows: dict[float, WindowSummary] = field(default_factory=dict)  # by window start
-    carry: WindowSummary | None = None  # a closed window too small to evaluate
-    closed_before: float = -math.inf  # windows starting before this are closed
-    tracker: AlertTracker = field(default_factory=AlertTracker)
 
 
 @dataclass
@@ -80,191 +40,49 @@ class EngineStats:
 
 class Engine:
     def __init__(self, profiles: ProfileLookup, config: EngineConfig | None = None) -> None:
-        self.profiles = profiles
         self.config = config or EngineConfig()
-        self.models: dict[ModelKey, ModelState] = {}
-        self.watermark = -math.inf
-        self.stats = EngineStats()
-        self.unprofiled: dict[ModelKey, int] = {}
-        self.pending_invalid: dict[str, int] = {}
+        self.folder = PartitionFolder(0, profiles, self.config)
+        self.merger = WindowMerger(profiles, self.config)
+        self.refused: list[DeadLetter] = []
 
-    # -- input ----------------------------------------------------------------------------------
     def ingest(self, batch: ParsedBatch) -> list[Evaluated | Alert]:
         """Fold a parsed batch into its windows; return what closed because time moved on."""
-        out: list[Evaluated | Alert] = []
-        self.stats.invalid += len(batch.invalid)
-        for bad in batch.invalid:
-            if bad.model:
-                self.pending_invalid[bad.model] = self.pending_invalid.get(bad.model, 0) + 1
-        newest = self.watermark
-        for key, group in batch.groups.items():
-            state = self._state(key, out, len(group))
-            if state is None:
-                continue
-            ts = group.ts_array()
-            starts = np.floor(ts / self.config.window_seconds) * self.config.window_seconds
-            late = starts < state.closed_before
-            if late.any():
-                self.stats.late += int(late.sum())
-                # Counted on the newest open window (never on a closed one).
-                newest_open = max(float(starts.max()), state.closed_before)
-                self._open_window(state, newest_open).late += int(late.sum())
-            for start in np.unique(starts[~late]):
-                index = np.flatnonzero(starts == start)
-                self._open_window(state, float(start)).update(group.take(index))
-            self.stats.records += len(group)
-            newest = max(newest, float(ts.max()) - self.config.grace_seconds)
-        if newest > self.watermark:
-            self.watermark = newest
-            out.extend(self._close_due())
-        return out
-
-    def advance(self, watermark: float) -> list[Evaluated | Alert]:
-        """Move event time forward without records (idle traffic, or a wall-clock timer)."""
-        if watermark <= self.watermark:
-            return []
-        self.watermark = watermark
-        return list(self._close_due())
+        self.refused += self.folder.fold(batch)
+        return self._exchange()
 
     def flush(self) -> list[Evaluated | Alert]:
-        """End of input: evaluate every open window; a small last one gets the seed rules only."""
-        out: list[Evaluated | Alert] = []
-        for state in self.models.values():
-            for start in sorted(state.windows):
-                out.extend(self._close(state, start, final=True))
-            if state.carry is not None and state.carry.records:
-                window, state.carry = state.carry, None
-                out.append(self._evaluate(state, window, distribution_checks=False))
-        return out
+        """End of input: every open window is evaluated; a small last one gets the seed rules."""
+        self.folder.flush()
+        out = self._exchange()
+        return out + self.merger.finish()
 
-    # -- windows --------------------------------------------------------------------------------
-    def _state(self, key: ModelKey, out: list[Evaluated | Alert], n: int) -> ModelState | None:
-        state = self.models.get(key)
-        profile = self.profiles(*key)
-        if profile is None:
-            self.stats.no_profile += n
-            first = key not in self.unprofiled
-            self.unprofiled[key] = self.unprofiled.get(key, 0) + n
-            if first:
-                out.append(no_profile_alert(key, self.watermark))
-            return None
-        if key in self.unprofiled:  # the profile has arrived: the episode ends
-            self.unprofiled.pop(key)
-            out.append(no_profile_alert(key, self.watermark, status="resolved",
-                                        profile_id=profile.profile_id))
-        if state is None:
-            state = self.models[key] = ModelState(profile, tracker=AlertTracker(
-                resolve_after=self.config.resolve_after, trend=self.config.trend))
-        elif state.profile.profile_id != profile.profile_id:
-            state.profile = profile  # a rebuilt profile applies from the next window on
-        return state
+    def _exchange(self) -> list[Evaluated | Alert]:
+        messages = [*self.folder.take_partials(), *self.folder.progress().values()]
+        self.folder.sent()
+        self.merger.receive(decode(encode(m)) for m in messages)
+        return self.merger.evaluate_due()
 
-    def _open_window(self, state: ModelState, start: float) -> WindowSummary:
-        window = state.windows.get(start)
-        if window is None:
-            window = WindowSummary(state.profile, start, start + self.config.window_seconds)
-            invalid = self.pending_invalid.pop(state.profile.model, 0)
-            window.invalid += invalid
-            state.windows[start] = window
-        return window
+    @property
+    def stats(self) -> EngineStats:
+        counts = self.folder.counts
+        return EngineStats(
+            records=self.folder.records,
+            invalid=sum(counts.invalid.values()) + self.folder.invalid_unattributed
+            + len(self.refused),
+            late=sum(counts.late.values()),
+            no_profile=sum(counts.unprofiled.values()) + counts.unprofiled_overflow,
+            windows=self.merger.windows)
 
-    def _close_due(self) -> list[Evaluated | Alert]:
-        out: list[Evaluated | Alert] = []
-        for state in self.models.values():
-            for start in sorted(state.windows):
-                if start + self.config.window_seconds <= self.watermark:
-                    out.extend(self._close(state, start))
-        return out
-
-    def _close(self, state: ModelState, start: float, *, final: bool = False) -> list[Evaluated]:
-        window = state.windows.pop(start)
-        state.closed_before = max(state.closed_before, start + self.config.window_seconds)
-        if window.profile.profile_id != state.profile.profile_id:
-            window = _rebase(window, state.profile)
-        if state.carry is not None:
-            carried, state.carry = state.carry, None
-            if carried.profile.profile_id == window.profile.profile_id:
-                window = carried.merge(window)
-        if window.records < self.config.min_records and not final:
-            state.carry = window
-            return []
-        return [self._evaluate(state, window, distribution_checks=True)]
-
-    def _evaluate(self, state: ModelState, window: WindowSummary, *,
-                  distribution_checks: bool) -> Evaluated:
-        report = compare(window, state.profile,
-                         distribution_checks=distribution_checks and
-                         window.records >= self.config.min_records,
-                         overrides=self.config.overrides_for(state.profile.model))
-        self.stats.windows += 1
-        return Evaluated(report, state.tracker.observe(report))
-
-    # -- checkpoints ----------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
-        return {
-            "watermark": self.watermark if math.isfinite(self.watermark) else None,
-            "stats": vars(self.stats).copy(),
-            "unprofiled": [[list(k), n] for k, n in self.unprofiled.items()],
-            "pending_invalid": dict(self.pending_invalid),
-            "models": [
-                {"key": list(key), "profile_id": s.profile.profile_id,
-                 "windows": [w.to_dict() for w in s.windows.values()],
-                 "carry": s.carry.to_dict() if s.carry else None,
-                 "closed_before": s.closed_before if math.isfinite(s.closed_before) else None,
-                 "tracker": s.tracker.to_state()}
-                for key, s in self.models.items()],
-        }
+        """Both stages' state as plain data (what the worker's checkpoints hold)."""
+        return {"folder": {"header": self.folder.header_state(),
+                           "models": [[list(k), self.folder.model_state(k)]
+                                      for k in self.folder.models]},
+                "merger": {"header": self.merger.header_state(),
+                           "models": [[list(k), self.merger.model_state(k)]
+                                      for k in self.merger.models]}}
 
-    def restore(self, data: dict[str, Any]) -> None:
-        self.watermark = data["watermark"] if data.get("watermark") is not None else -math.inf
-        self.stats = EngineStats(**data.get("stats", {}))
-        self.unprofiled = {(k[0], k[1]): n for k, n in data.get("unprofiled", [])}
-        self.pending_invalid = dict(data.get("pending_invalid", {}))
-        self.models = {}
-        for m in data.get("models", []):
-            key = (m["key"][0], m["key"][1])
-            profile = self.profiles(*key)
-            if profile is None:
-                continue  # the profile was removed: its windows cannot be evaluated any more
-            state = ModelState(profile, tracker=AlertTracker(
-                resolve_after=self.config.resolve_after, trend=self.config.trend))
-            for w in m["windows"]:
-                window = _load_window(w, profile)
-                if window is not None:
-                    state.windows[window.start] = window
-            if m.get("carry"):
-                state.carry = _load_window(m["carry"], profile)
-            cb = m.get("closed_before")
-            state.closed_before = cb if cb is not None else -math.inf
-            state.tracker.restore(m.get("tracker", {}))
-            self.models[key] = state
-
-
-def _load_window(data: dict[str, Any], profile: Profile) -> WindowSummary | None:
-    if data.get("profile_id") != profile.profile_id:
-        return None  # summaries on another profile's bins cannot be compared with this one
-    return WindowSummary.from_dict(data, profile)
-
-
-def _rebase(window: WindowSummary, profile: Profile) -> WindowSummary:
-    """A window begun under an older profile: its invalid and late counts survive; its records
-    (already in the engine's `records` count) cannot be compared with the new profile's bins."""
-    fresh = WindowSummary(profile, window.start, window.end)
-    fresh.invalid, fresh.late = window.invalid, window.late
-    return fresh
-
-
-def no_profile_alert(key: ModelKey, watermark: float, *, status: str = "firing",
-                     profile_id: str = "") -> Alert:
-    """Records of a model/version without a profile (firing), or its profile arriving
-    (resolved, same alert id)."""
-    model, version = key
-    when = watermark if math.isfinite(watermark) else 0.0
-    if status == "firing":
-        message = (f"[{model} v{version}] records arrive but no profile exists for this model "
-                   f"and version: they are counted, not monitored")
-    else:
-        message = f"[{model} v{version}] resolved: profile {profile_id} loaded, monitoring starts"
-    return Alert(alert_id((model, version, "", "no_profile"), 0.0), status,
-                 str(Severity.WARNING), model, version, "", "no_profile", None, None,
-                 iso(when), iso(when), iso(when), profile_id, message)
+    def restore(self, state: dict[str, Any]) -> None:
+        for stage, target in (("folder", self.folder), ("merger", self.merger)):
+            target.restore(state[stage]["header"],  # type: ignore[attr-defined]
+                           {(k[0], k[1]): m for k, m in state[stage]["models"]})

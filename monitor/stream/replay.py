@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from monitor.errors import InputError, UsageError
-from monitor.ingest.readers import check_readable, jsonl_batches
+from monitor.ingest.readers import check_readable, data_suffix, jsonl_batches
 from monitor.ingest.records import parse_messages
 from monitor.outputs.render import jsonable
 from monitor.profile.store import ProfileStore
@@ -23,8 +23,9 @@ def open_engine(logs: str | Path, profiles: str | Path, *, window_seconds: float
                 overrides: dict[str, Any] | None = None) -> tuple[Path, Engine]:
     """Check the inputs of a replay and build its engine; one clear error if they are wrong."""
     path = check_readable(logs)
-    if path.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".log"):
-        raise InputError(f"replay reads JSONL prediction logs, not {path.suffix!r} ({path})")
+    if data_suffix(path) not in (".jsonl", ".ndjson", ".json", ".log"):
+        raise InputError(f"replay reads JSONL prediction logs (optionally .gz, .bz2 or .zst), "
+                         f"not {path.suffix!r} ({path})")
     store = ProfileStore(profiles)
     if len(store) == 0:
         raise UsageError(f"no loadable profile in {profiles}"
@@ -59,7 +60,7 @@ def replay_file(logs: str | Path, profiles: str | Path, *, window_seconds: float
                                grace_seconds=grace_seconds, min_records=min_records,
                                overrides=overrides)
     reports = open(reports_path, "w", encoding="utf-8") if reports_path else None  # noqa: SIM115
-    counts = {"alerts_firing": 0, "alerts_resolved": 0}
+    counts = {"alerts_firing": 0, "alerts_persistent": 0, "alerts_resolved": 0}
     invalid_reasons: dict[str, int] = {}
     try:
         for item in replay_events(path, engine, invalid_reasons):

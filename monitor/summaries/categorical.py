@@ -2,23 +2,41 @@
 
 The vocabulary (at most `max_categories` training values, most frequent first) is fixed by the
 training profile. When the training data had no more distinct values than that, the vocabulary is
-complete and a value outside it is *unseen* (novel): those are counted by value, up to
-`MAX_TRACKED_UNSEEN` distinct values, the rest in `unseen_overflow`. When the vocabulary was
-truncated, a value outside it may be a rare training value, so it is counted in `other` and never
-called novel.
+complete and a value outside it is *unseen* (novel): those are counted by value for at most
+`unseen_limit` distinct values (`MAX_TRACKED_UNSEEN` by default), chosen by a stable hash of the
+value so that any split of the records gives the same ones (`bounds.KeptCounts`); the other
+unseen values are counted in `unseen_overflow`. When the vocabulary was truncated, a value
+outside it may be a rare training value, so it is counted in `other` and never called novel.
+
+Values longer than `bounds.MAX_VALUE_CHARS` characters are cut to that length with their original
+length noted (`bounds.clip_value`), in the vocabulary and in windows alike; `clipped` counts the
+window's values that were cut. So a summary's size is bounded whatever the values.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any, ClassVar
 
 import numpy as np
 
 from monitor.errors import ProfileError
 from monitor.ingest.columns import LabelColumn
+from monitor.summaries.bounds import MAX_VALUE_CHARS, KeptCounts, clip_value, tally_clipped
 
-MAX_TRACKED_UNSEEN = 1000
+MAX_TRACKED_UNSEEN = 100
+MIN_TRACKED_UNSEEN = 10
+UNSEEN_BUDGET_CHARS = 400_000  # characters of tracked unseen values per window, all features
+
+
+def unseen_limit_for(categorical_features: int) -> int:
+    """Unseen values tracked per feature so that a window's tracked values stay within
+    UNSEEN_BUDGET_CHARS (never fewer than MIN_TRACKED_UNSEEN per feature).
+
+    >>> unseen_limit_for(5), unseen_limit_for(100), unseen_limit_for(10_000)
+    (100, 20, 10)
+    """
+    share = UNSEEN_BUDGET_CHARS // (max(1, categorical_features) * MAX_VALUE_CHARS)
+    return max(MIN_TRACKED_UNSEEN, min(MAX_TRACKED_UNSEEN, share))
 
 
 class CategoricalSummary:
@@ -33,10 +51,11 @@ class CategoricalSummary:
 
     kind: ClassVar[str] = "categorical"
     __slots__ = ("vocabulary", "complete", "_index", "records", "nulls", "mismatches",
-                 "counts", "other", "unseen", "unseen_overflow")
+                 "counts", "other", "clipped", "_unseen")
 
-    def __init__(self, vocabulary: list[str] | tuple[str, ...] = (), *, complete: bool = True) -> None:
-        self.vocabulary = tuple(vocabulary)
+    def __init__(self, vocabulary: list[str] | tuple[str, ...] = (), *, complete: bool = True,
+                 unseen_limit: int = MAX_TRACKED_UNSEEN) -> None:
+        self.vocabulary = tuple(dict.fromkeys(clip_value(str(v)) for v in vocabulary))
         self.complete = complete
         self._index = {v: i for i, v in enumerate(self.vocabulary)}
         self.records = 0
@@ -44,29 +63,44 @@ class CategoricalSummary:
         self.mismatches = 0
         self.counts = np.zeros(len(self.vocabulary), dtype=np.int64)
         self.other = 0
-        self.unseen: dict[str, int] = {}
-        self.unseen_overflow = 0
+        self.clipped = 0  # values longer than bounds.MAX_VALUE_CHARS, cut
+        self._unseen = KeptCounts(unseen_limit)
+
+    @property
+    def unseen(self) -> dict[str, int]:
+        """Counts of the tracked unseen values."""
+        return self._unseen.counts
+
+    @property
+    def unseen_overflow(self) -> int:
+        """Occurrences of unseen values beyond the tracked ones."""
+        return self._unseen.overflow
+
+    @property
+    def unseen_limit(self) -> int:
+        return self._unseen.limit
 
     def update(self, column: LabelColumn) -> None:
         self.records += column.size
         self.nulls += int(column.null.sum())
         self.mismatches += int(column.mismatch.sum())
-        tally = Counter(column.values)
-        tally.pop(None, None)
+        tally, clipped = tally_clipped(column.values)
+        self.clipped += clipped
         self._add_counts(tally)
 
     def _add_counts(self, tally: dict[str, int]) -> None:
         index = self._index
+        unseen: dict[str, int] = {}
         for value, n in tally.items():
             i = index.get(value)
             if i is not None:
                 self.counts[i] += n
             elif not self.complete:
                 self.other += n
-            elif value in self.unseen or len(self.unseen) < MAX_TRACKED_UNSEEN:
-                self.unseen[value] = self.unseen.get(value, 0) + n
             else:
-                self.unseen_overflow += n
+                unseen[value] = n
+        if unseen:
+            self._unseen.add(unseen)
 
     def merge(self, other: CategoricalSummary) -> CategoricalSummary:
         if self.vocabulary != other.vocabulary or self.complete != other.complete:
@@ -76,8 +110,8 @@ class CategoricalSummary:
         self.mismatches += other.mismatches
         self.counts = self.counts + other.counts
         self.other += other.other
-        self.unseen_overflow += other.unseen_overflow
-        self._add_counts(other.unseen)
+        self.clipped += other.clipped
+        self._unseen.merge(other._unseen)
         return self
 
     def __iadd__(self, other: CategoricalSummary) -> CategoricalSummary:
@@ -90,7 +124,8 @@ class CategoricalSummary:
         return CategoricalSummary.from_dict(self.to_dict())
 
     def empty_like(self) -> CategoricalSummary:
-        return CategoricalSummary(self.vocabulary, complete=self.complete)
+        return CategoricalSummary(self.vocabulary, complete=self.complete,
+                                  unseen_limit=self.unseen_limit)
 
     @property
     def count(self) -> int:
@@ -99,44 +134,57 @@ class CategoricalSummary:
 
     @property
     def unseen_total(self) -> int:
-        return sum(self.unseen.values()) + self.unseen_overflow
+        return self._unseen.total
 
     def top_unseen(self, k: int = 5) -> list[tuple[str, int]]:
-        """The `k` most frequent unseen values (ties broken by value, for determinism)."""
-        return sorted(self.unseen.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        """The `k` most frequent tracked unseen values (ties broken by value, for determinism)."""
+        return self._unseen.top(k)
 
     def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "vocabulary": list(self.vocabulary), "complete": self.complete,
+                **self.state_dict()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a window adds to the vocabulary it shares with its profile."""
         return {
-            "kind": self.kind,
-            "vocabulary": list(self.vocabulary),
-            "complete": self.complete,
             "records": self.records,
             "nulls": self.nulls,
             "mismatches": self.mismatches,
             "counts": self.counts.tolist(),
             "other": self.other,
+            "clipped": self.clipped,
             "unseen": dict(sorted(self.unseen.items())),
             "unseen_overflow": self.unseen_overflow,
+            "unseen_limit": self.unseen_limit,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CategoricalSummary:
         try:
-            s = cls(data["vocabulary"], complete=bool(data["complete"]))
-            s.records = int(data["records"])
-            s.nulls = int(data["nulls"])
-            s.mismatches = int(data["mismatches"])
-            s.counts = np.asarray(data["counts"], dtype=np.int64)
-            s.other = int(data["other"])
-            s.unseen = {str(k): int(v) for k, v in data["unseen"].items()}
-            s.unseen_overflow = int(data["unseen_overflow"])
+            s = cls(data["vocabulary"], complete=bool(data["complete"]),
+                    unseen_limit=int(data.get("unseen_limit", MAX_TRACKED_UNSEEN)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProfileError(f"malformed categorical summary: {exc!r}") from exc
+        return s.load_state(data)
+
+    def load_state(self, data: dict[str, Any]) -> CategoricalSummary:
+        """Fill this (empty) summary from `state_dict()` output; returns self."""
+        try:
+            self.records = int(data["records"])
+            self.nulls = int(data["nulls"])
+            self.mismatches = int(data["mismatches"])
+            self.counts = np.asarray(data["counts"], dtype=np.int64)
+            self.other = int(data["other"])
+            self.clipped = int(data.get("clipped", 0))
+            self._unseen = KeptCounts.from_counts(self.unseen_limit, data["unseen"],
+                                                  int(data["unseen_overflow"]))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProfileError(f"malformed categorical summary: {exc!r}") from exc
-        if len(s.counts) != len(s.vocabulary):
+        if len(self.counts) != len(self.vocabulary):
             raise ProfileError(
-                f"malformed categorical summary: {len(s.counts)} counts for "
-                f"{len(s.vocabulary)} categories")
-        return s
+                f"malformed categorical summary: {len(self.counts)} counts for "
+                f"{len(self.vocabulary)} categories")
+        return self
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CategoricalSummary) and self.to_dict() == other.to_dict()

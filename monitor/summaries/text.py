@@ -1,9 +1,13 @@
 """Text summary: length and token-count histograms for every record, plus a bounded uniform
 sample of texts for the costly checks (language, vocabulary), which run on the sample only.
 
-The sample is a bottom-k sample: every text gets a uniform random key and the `sample_size`
-texts with the smallest keys are kept, so two samples merge exactly into a uniform sample of the
-union. Sampled texts are cut to `SAMPLE_CHARS` characters; a profile never stores the sample.
+The sample is a bottom-k sample on stable keys: every record's key is a hash of its text mixed
+with the record's own salt (its timestamp in a stream, its row in a file; `bounds.record_keys`),
+and the `sample_size` records with the smallest (key, text) are kept. The keys depend on the
+records only, never on their order, batching or partitioning, and there is no random state: any
+split of the same records, merged in any order, gives the same sample. Sampled texts are cut to
+`SAMPLE_CHARS` characters (their full length counts in `length`); a profile never stores the
+sample. Length and token counts are integers: their moments are exact (centre 0, quantum 1).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 
 from monitor.errors import ProfileError
 from monitor.ingest.columns import LabelColumn
+from monitor.summaries.bounds import record_keys
 from monitor.summaries.numeric import NumericSummary
 
 SAMPLE_CHARS = 1000
@@ -32,77 +37,90 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
+def _integer_summary(edges: Any) -> NumericSummary:
+    return NumericSummary(None if edges is None else np.asarray(edges, float),
+                          center=0.0, quantum=1.0)
+
+
 class TextSummary:
     """Length, token count and a sample of a text feature.
 
     >>> from monitor.ingest.columns import label_column
-    >>> s = TextSummary(length_edges=[1, 10, 100], token_edges=[1, 5, 20], seed=1)
+    >>> s = TextSummary(length_edges=[1, 10, 100], token_edges=[1, 5, 20])
     >>> s.update(label_column(["hello world", None, "a much longer text here"]))
     >>> s.count, s.nulls, s.length.mean, len(s.sample)
     (2, 1, 17.0, 2)
     """
 
     kind: ClassVar[str] = "text"
-    __slots__ = ("records", "nulls", "mismatches", "length", "tokens", "sample_size",
-                 "sample", "sample_keys", "_rng")
+    __slots__ = ("records", "nulls", "mismatches", "length", "tokens", "sample_size", "seed",
+                 "_items")
 
     def __init__(self, length_edges: Any = None, token_edges: Any = None, *,
                  sample_size: int = DEFAULT_SAMPLE_SIZE, seed: int = 0) -> None:
         self.records = 0
         self.nulls = 0
         self.mismatches = 0
-        self.length = NumericSummary(None if length_edges is None else np.asarray(length_edges, float))
-        self.tokens = NumericSummary(None if token_edges is None else np.asarray(token_edges, float))
+        self.length = _integer_summary(length_edges)
+        self.tokens = _integer_summary(token_edges)
         self.sample_size = int(sample_size)
-        self.sample: list[str] = []
-        self.sample_keys = np.zeros(0)
-        self._rng = np.random.default_rng(seed)
+        self.seed = int(seed)  # mixed into the keys: another seed draws another sample
+        self._items: list[tuple[int, str]] = []  # (key, text), sorted: the sample
 
     @property
     def count(self) -> int:
         return self.length.count
 
-    def update(self, column: LabelColumn) -> None:
+    @property
+    def sample(self) -> list[str]:
+        """The sampled texts, in key order."""
+        return [text for _, text in self._items]
+
+    @property
+    def sample_keys(self) -> list[int]:
+        return [key for key, _ in self._items]
+
+    def update(self, column: LabelColumn, salts: np.ndarray | None = None) -> None:
+        """Fold in a column; `salts` (one per record, e.g. timestamps) make equal texts in
+        different records distinct for sampling; without them equal texts share a key."""
         self.records += column.size
         self.nulls += int(column.null.sum())
         self.mismatches += int(column.mismatch.sum())
+        present = ~(column.null | column.mismatch)
         texts = [t for t in column.values if t is not None]
         if not texts:
             return
         self.length.update_finite(np.fromiter(map(len, texts), dtype=np.float64, count=len(texts)))
         self.tokens.update_finite(
             np.fromiter(map(len, map(str.split, texts)), dtype=np.float64, count=len(texts)))
-        self._sample_in(texts, self._rng.random(len(texts)))
+        if self.sample_size > 0:
+            salt = None if salts is None else np.asarray(salts)[present]
+            self._sample_in(texts, record_keys(texts, salt, self.seed))
 
     def _sample_in(self, texts: list[str], keys: np.ndarray) -> None:
         k = self.sample_size
-        if k <= 0:
+        if len(self._items) >= k:  # full: only keys up to the current largest can enter
+            chosen = np.flatnonzero(keys <= self._items[-1][0])
+        else:
+            chosen = np.arange(len(keys))
+        if chosen.size > k:  # the k smallest keys of the batch, and any ties with the k-th
+            kth = np.partition(keys[chosen], k - 1)[k - 1]
+            chosen = chosen[keys[chosen] <= kth]
+        if chosen.size == 0:
             return
-        if len(self.sample) >= k:  # full: only keys below the current largest can enter
-            enter = np.flatnonzero(keys < self.sample_keys.max())
-            if enter.size == 0:
-                return
-            texts = [texts[i] for i in enter]
-            keys = keys[enter]
-        if len(texts) > k:  # only the k smallest keys of this batch can enter the sample
-            keep = np.argpartition(keys, k - 1)[:k]
-            texts = [texts[i] for i in keep]
-            keys = keys[keep]
-        all_keys = np.concatenate((self.sample_keys, keys))
-        all_texts = self.sample + [t[:SAMPLE_CHARS] for t in texts]
-        if len(all_texts) > k:
-            keep = np.sort(np.argpartition(all_keys, k - 1)[:k])
-            all_texts = [all_texts[i] for i in keep]
-            all_keys = all_keys[keep]
-        self.sample, self.sample_keys = all_texts, all_keys
+        key_list = keys[chosen].tolist()
+        new = sorted((key_list[j], texts[i][:SAMPLE_CHARS]) for j, i in enumerate(chosen.tolist()))
+        self._items = sorted(self._items + new)[:k]  # timsort merges the two sorted runs
 
     def merge(self, other: TextSummary) -> TextSummary:
+        if (self.sample_size, self.seed) != (other.sample_size, other.seed):
+            raise ValueError("cannot merge text summaries with different sample sizes or seeds")
         self.records += other.records
         self.nulls += other.nulls
         self.mismatches += other.mismatches
         self.length.merge(other.length)
         self.tokens.merge(other.tokens)
-        self._sample_in(list(other.sample), other.sample_keys.copy())
+        self._items = sorted(self._items + other._items)[:self.sample_size]
         return self
 
     def __iadd__(self, other: TextSummary) -> TextSummary:
@@ -115,7 +133,8 @@ class TextSummary:
         return TextSummary.from_dict(self.to_dict())
 
     def empty_like(self) -> TextSummary:
-        return TextSummary(self.length.edges, self.tokens.edges, sample_size=self.sample_size)
+        return TextSummary(self.length.edges, self.tokens.edges, sample_size=self.sample_size,
+                           seed=self.seed)
 
     def token_counts(self) -> Counter[str]:
         """Word counts over the sampled texts."""
@@ -125,40 +144,52 @@ class TextSummary:
         return tally
 
     def to_dict(self, *, include_sample: bool = True) -> dict[str, Any]:
+        data = self.state_dict(include_sample=include_sample)
+        data.update(kind=self.kind, length=self.length.to_dict(), tokens=self.tokens.to_dict())
+        return data
+
+    def state_dict(self, *, include_sample: bool = True) -> dict[str, Any]:
+        """What a window adds to the edges it shares with its profile."""
         data: dict[str, Any] = {
-            "kind": self.kind,
             "records": self.records,
             "nulls": self.nulls,
             "mismatches": self.mismatches,
-            "length": self.length.to_dict(),
-            "tokens": self.tokens.to_dict(),
+            "length": self.length.state_dict(),
+            "tokens": self.tokens.state_dict(),
             "sample_size": self.sample_size,
+            "seed": self.seed,
         }
         if include_sample:
-            data["sample"] = list(self.sample)
-            data["sample_keys"] = self.sample_keys.tolist()
+            data["sample"] = [[key, text] for key, text in self._items]
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TextSummary:
         try:
-            s = cls(sample_size=int(data["sample_size"]))
-            s.records = int(data["records"])
-            s.nulls = int(data["nulls"])
-            s.mismatches = int(data["mismatches"])
-            s.length = NumericSummary.from_dict(data["length"])
-            s.tokens = NumericSummary.from_dict(data["tokens"])
-            s.sample = [str(t) for t in data.get("sample", [])]
-            s.sample_keys = np.asarray(data.get("sample_keys", []), dtype=np.float64)
+            length = NumericSummary.from_dict(data["length"])
+            tokens_ = NumericSummary.from_dict(data["tokens"])
+            s = cls(length.edges, tokens_.edges, sample_size=int(data["sample_size"]),
+                    seed=int(data.get("seed", 0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ProfileError(f"malformed text summary: {exc!r}") from exc
-        if len(s.sample) != len(s.sample_keys):
-            raise ProfileError("malformed text summary: sample and keys differ in length")
-        return s
+        return s.load_state(data)
+
+    def load_state(self, data: dict[str, Any]) -> TextSummary:
+        """Fill this (empty) summary from `state_dict()` output; returns self."""
+        try:
+            self.records = int(data["records"])
+            self.nulls = int(data["nulls"])
+            self.mismatches = int(data["mismatches"])
+            self.length.load_state(data["length"])
+            self.tokens.load_state(data["tokens"])
+            items = [(int(key), str(text)[:SAMPLE_CHARS]) for key, text in data.get("sample", [])]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProfileError(f"malformed text summary: {exc!r}") from exc
+        self._items = sorted(items)[:self.sample_size]
+        return self
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TextSummary) and self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
-        return f"TextSummary(count={self.count}, nulls={self.nulls}, sample={len(self.sample)})"
-
+        return f"TextSummary(count={self.count}, nulls={self.nulls}, sample={len(self._items)})"

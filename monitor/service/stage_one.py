@@ -1,0 +1,173 @@
+"""Stage one's processor for one input partition: Kafka records in, decisions out (synchronous).
+
+It skips records its checkpoint already covers, parses the rest (one message may hold an array of
+records), folds them with a `PartitionFolder`, and says what to do: dead letters (bad records
+with their reasons and source coordinates), and an outbox of partials and watermarks for the
+partials topic. A watermark crossing a window boundary is urgent (a window may close); running
+counts ride along with the next checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.ingest.records import ModelKey, parse_messages
+from monitor.service.runner import Step
+from monitor.service.state_store import Loaded
+from monitor.stream.folder import PartitionFolder
+from monitor.stream.messages import Message, Progress
+from monitor.stream.messages import encode as encode_message
+
+KEEPALIVE_SECONDS = 10.0  # progress is sent at least this often, changed or not
+
+
+@dataclass
+class DeadLetter:
+    record: Any  # the source ConsumerRecord
+    reason: str
+    raw: bytes  # the message, or the one bad element of an array message
+    model: str | None
+
+
+@dataclass
+class Outgoing:
+    partition: int  # of the partials topic
+    key: bytes
+    value: bytes
+
+
+class FoldProcessor:
+    def __init__(self, partition: int, folder: PartitionFolder, *, partials_partitions: int,
+                 route: Callable[[str], int], loaded: Loaded | None = None) -> None:
+        self.partition = partition
+        self.folder = folder
+        self.partials_partitions = partials_partitions
+        self.route = route
+        self.session = _zero()
+        self.warnings: list[str] = []
+        if loaded is not None:
+            self.warnings = folder.restore(loaded.header, loaded.models)
+            folder.offset = loaded.offset
+        self._sent_marks: dict[Any, int] = {}
+        self._sent_counts: Any = None
+        self._saved: dict[int, Progress] | None = None  # progress as of the last checkpoint
+        self._sent_at = -math.inf
+        self._wall: float | None = None
+        self._caught_up = False
+
+    @property
+    def offset(self) -> int:
+        return self.folder.offset
+
+    # -- decisions ------------------------------------------------------------------------------
+    def process(self, records: list[Any], wall: float) -> Step:
+        fresh = [r for r in records if r.offset > self.folder.offset]
+        if not fresh:
+            return Step()
+        raws = [r.value if isinstance(r.value, bytes) else b"" if r.value is None
+                else bytes(r.value) for r in fresh]
+        batch = parse_messages(raws)
+        late_before = sum(self.folder.counts.late.values())
+        refused = self.folder.fold(batch, [r.offset for r in fresh], wall)
+        self.session["records_processed"] += batch.valid_count - len(refused)
+        self.session["invalid_records"] += len(batch.invalid) + len(refused)
+        self.session["late_records"] += sum(self.folder.counts.late.values()) - late_before
+        letters = [DeadLetter(fresh[bad.index], bad.reason, bad.raw, bad.model)
+                   for bad in batch.invalid]
+        letters += [DeadLetter(fresh[bad.index], bad.reason, raws[bad.index], bad.model)
+                    for bad in refused]
+        self._wall, self._caught_up = wall, False
+        return Step(dead_letters=letters, urgent=self._urgent())
+
+    def tick(self, wall: float, caught_up: bool) -> Step:
+        self.folder.advance(wall, caught_up=caught_up)
+        self._wall, self._caught_up = wall, caught_up
+        return Step(urgent=self._urgent())
+
+    def _urgent(self) -> bool:
+        """Something closed here, or a watermark crossed a window boundary."""
+        return (bool(self.folder.take_partials())
+                or self._marks(self._progress()) != self._sent_marks)
+
+    def _marks(self, progress_by_partition: dict[int, Progress]) -> dict[Any, int]:
+        size = self.folder.config.window_seconds
+        out: dict[Any, int] = {}
+        for q, progress in progress_by_partition.items():
+            out[q] = _boundary(progress.default, size)
+            for key, mark in progress.models.items():
+                out[key] = _boundary(mark, size)
+        return out
+
+    def _progress(self) -> dict[int, Progress]:
+        return self.folder.progress(self._wall, caught_up=self._caught_up, route=self.route,
+                                    partitions=self.partials_partitions)
+
+    # -- the outbox -----------------------------------------------------------------------------
+    # Progress goes out as it was at the last checkpoint: what stage two learns is never ahead
+    # of what a restart of this partition would know.
+    def has_outbox(self) -> bool:
+        if self.folder.take_partials():
+            return True
+        saved = self._saved
+        return saved is not None and (
+            self._marks(saved) != self._sent_marks or _counts(saved) != self._sent_counts
+            or time.monotonic() - self._sent_at >= KEEPALIVE_SECONDS)
+
+    def outbox(self) -> list[Outgoing]:
+        """Partials, then every partials partition's progress (after the partials it covers)."""
+        messages: list[tuple[int, Message]] = [(self.route(p.model), p)
+                                               for p in self.folder.take_partials()]
+        messages += list((self._saved or {}).items())
+        return [Outgoing(q, _key(m), encode_message(m)) for q, m in messages]
+
+    def delivered(self) -> None:
+        self.folder.sent()
+        if self._saved is not None:
+            self._sent_marks = self._marks(self._saved)
+            self._sent_counts = _counts(self._saved)
+        self._sent_at = time.monotonic()
+
+    # -- counters -------------------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        return dict(self.session)
+
+    def gauges(self) -> dict[str, int]:
+        return {"open_windows": sum(len(h.windows) for h in self.folder.models.values()),
+                "models_held": len(self.folder.models)}
+
+    def reset_stats(self) -> None:
+        self.session = _zero()
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def take_dirty(self) -> set[ModelKey]:
+        return self.folder.take_dirty()
+
+    def header_state(self) -> dict[str, Any]:
+        self._saved = self._progress()
+        return self.folder.header_state()
+
+    def model_state(self, key: ModelKey) -> dict[str, Any] | None:
+        return self.folder.model_state(key)
+
+
+def _zero() -> dict[str, int]:
+    return {"records_processed": 0, "invalid_records": 0, "late_records": 0}
+
+
+def _counts(progress_by_partition: dict[int, Progress]) -> Any:
+    return [(p.late, p.invalid, p.unprofiled) for _, p in sorted(progress_by_partition.items())]
+
+
+def _boundary(mark: float, size: float) -> int:
+    if mark == math.inf:
+        return 2**62
+    return math.floor(mark / size) if math.isfinite(mark) else -(2**62)
+
+
+def _key(message: Message) -> bytes:
+    model = getattr(message, "model", None)
+    return model.encode() if model is not None else b""

@@ -1,0 +1,100 @@
+"""The worker's topics: names derived from the deployment, creation, and the input's identity.
+
+Default names of the internal topics come from the consumer group and the predictions topic,
+so two deployments on one cluster never share state by accident:
+`<group>.<predictions>.state` (stage one checkpoints), `<group>.<predictions>.partials`
+(partial windows and watermarks) and `<group>.<predictions>.windows` (stage two checkpoints).
+
+>>> internal_topic("drift-monitor", "predictions", "state")
+'drift-monitor.predictions.state'
+>>> internal_topic("team a/b", "preds", "partials")
+'team_a_b.preds.partials'
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from monitor.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+MAX_STATE_BYTES = 16 * 1024 * 1024  # state topics' max.message.bytes and the producer's limit
+STATE_CONFIG = {
+    "cleanup.policy": "compact",
+    "max.message.bytes": str(MAX_STATE_BYTES),
+    "min.cleanable.dirty.ratio": "0.1",
+    "segment.ms": str(600_000),  # rolled every 10 minutes, so compaction can keep up
+    "segment.bytes": str(64 * 1024 * 1024),
+}
+
+
+def internal_topic(group: str, predictions: str, role: str) -> str:
+    return ".".join(re.sub(r"[^a-zA-Z0-9._-]", "_", part)
+                    for part in (group, predictions, role))
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    name: str
+    topic_id: str
+    partitions: int
+
+
+def describe(admin: KafkaAdminClient, topic: str) -> TopicInfo | None:
+    for entry in admin.describe_topics([topic]):
+        name = entry.get("name", entry.get("topic"))  # kafka-python 3 says "name", 2 "topic"
+        if name == topic and not entry.get("error_code") and entry.get("partitions"):
+            return TopicInfo(topic, str(entry.get("topic_id") or ""), len(entry["partitions"]))
+    return None
+
+
+@dataclass(frozen=True)
+class Topics:
+    predictions: TopicInfo
+    partials_partitions: int
+
+
+def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
+                  state: Sequence[str], partials: str, others: Sequence[str] = ()) -> Topics:
+    """Describe the predictions topic (ServiceError when missing); create the compacted state
+    topics, the partials topic (as many partitions as the predictions topic) and `others`
+    when missing."""
+    try:
+        admin = KafkaAdminClient(**admin_config)
+    except KafkaError as exc:
+        raise ServiceError(f"cannot reach Kafka ({exc})") from None
+    try:
+        info = describe(admin, predictions)
+        if info is None:
+            raise ServiceError(f"predictions topic not found ({predictions})")
+        existing = set(admin.list_topics())
+        wanted = [NewTopic(t, info.partitions, 1, topic_configs=dict(STATE_CONFIG))
+                  for t in state if t not in existing]
+        if partials not in existing:
+            wanted.append(NewTopic(partials, info.partitions, 1))
+        wanted += [NewTopic(t, info.partitions, 1) for t in others if t not in existing]
+        for topic in wanted:
+            try:
+                admin.create_topics([topic])
+                log.info("created topic %s (%d partitions)", topic.name, info.partitions)
+            except TopicAlreadyExistsError:
+                pass
+        for topic in state:
+            described = describe(admin, topic)
+            if described is not None and described.partitions < info.partitions:
+                raise ServiceError(f"state topic {topic} has {described.partitions} partitions, "
+                                   f"fewer than the {info.partitions} of {predictions}")
+        partials_info = describe(admin, partials)
+        return Topics(info, partials_info.partitions if partials_info else info.partitions)
+    except KafkaError as exc:
+        raise ServiceError(f"Kafka admin request failed ({exc})") from None
+    finally:
+        admin.close()

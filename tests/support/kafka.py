@@ -1,0 +1,327 @@
+"""Shared helpers of the worker's integration tests: the worker as a subprocess, topics of
+a test's own, producing, reading topics and VictoriaMetrics, waiting on conditions.
+
+Each test runs `python -m monitor.service.worker` as a subprocess on topics, a consumer group
+and model names of its own, so tests neither see each other's data nor earlier runs' metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from monitor.profile.build import BuildOptions, build_profile
+from monitor.service.state_store import decode, header_key
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOTSTRAP = "127.0.0.1:9092"
+VM = "http://127.0.0.1:8428"
+COLORS = ["red", "green", "blue", "black"]
+COLOR_P = [0.4, 0.3, 0.2, 0.1]
+WINDOW_CLOSED = re.compile(
+    r"window closed: partition (\d+) model (\S+) version (\S+) \[([\d.]+), ([\d.]+)\) "
+    r"records (\d+) invalid (\d+) late (\d+)")
+T = TypeVar("T")
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def wait_until(condition: Callable[[], T], timeout: float, what: str,
+               interval: float = 0.25) -> T:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def training_rows(n: int, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    return {"x": rng.normal(0.0, 1.0, n), "y": rng.normal(5.0, 2.0, n),
+            "color": rng.choice(COLORS, n, p=COLOR_P)}
+
+
+def record_messages(model: str, n: int, ts: float, *, seed: int, x_mean: float = 0.0,
+                    version: str = "1") -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    xs, ys = rng.normal(x_mean, 1.0, n), rng.normal(5.0, 2.0, n)
+    colors = rng.choice(COLORS, n, p=COLOR_P)
+    return [json.dumps({"model": model, "version": version, "ts": ts, "id": f"r{i}",
+                        "features": {"x": float(x), "y": float(y), "color": str(c)}}).encode()
+            for i, (x, y, c) in enumerate(zip(xs, ys, colors, strict=True))]
+
+
+def produce(topic: str, values: list[bytes], *, key: bytes | None, partition: int = 0) -> None:
+    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+    try:
+        for value in values:
+            producer.send(topic, value, key=key, partition=partition)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def produce_spread(topic: str, values: list[bytes], partitions: int, *, seed: int,
+                   pace: Callable[[int], None] | None = None) -> None:
+    """Each message to a random partition, unkeyed (as a serving fleet's default partitioner
+    spreads them); `pace(i)` is called before message i (to stream at a rate)."""
+    rng = np.random.default_rng(seed)
+    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+    try:
+        for i, (value, partition) in enumerate(
+                zip(values, rng.integers(0, partitions, len(values)), strict=True)):
+            if pace is not None:
+                pace(i)
+            producer.send(topic, value, partition=int(partition))
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def reports_in(topic: str) -> list[dict[str, Any]]:
+    """Window reports on a reports topic, per model in window order. Delivery is at least once:
+    a report sent twice must be the same report."""
+    unique: dict[tuple[str, str, float], dict[str, Any]] = {}
+    for message in read_topic(topic):
+        report = json.loads(message.value)
+        key = (report["model"], report["version"], report["window_start"])
+        assert unique.setdefault(key, report) == report, f"two different reports for {key}"
+    return [unique[k] for k in sorted(unique)]
+
+
+def read_topic(topic: str) -> list[Any]:
+    """Every message now in `topic` (all partitions, from the beginning)."""
+    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None,
+                             enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + 20
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                pytest.fail(f"could not read {topic} to its end")
+            for records in consumer.poll(timeout_ms=500).values():
+                out.extend(records)
+        return out
+    finally:
+        consumer.close()
+
+
+def alerts_in(topic: str) -> list[dict[str, Any]]:
+    return [json.loads(m.value) for m in read_topic(topic)]
+
+
+def last_checkpoint(topic: str, partition: int) -> dict[str, Any] | None:
+    """The newest checkpoint header of input partition `partition`."""
+    records = [m for m in read_topic(topic)
+               if m.partition == partition and m.key == header_key(partition)]
+    return decode(records[-1].value) if records else None
+
+
+def vm_export(metric: str, **labels: str) -> list[dict[str, Any]]:
+    """Samples of `metric` (VictoriaMetrics names it <measurement>_<field>) with these labels."""
+    selector = metric + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+    query = urllib.parse.urlencode({"match[]": selector, "start": "0",
+                                    "end": str(int(time.time()) + 3600)})
+    with urllib.request.urlopen(f"{VM}/api/v1/export?{query}", timeout=10) as response:
+        body = response.read().decode()
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+class Worker:
+    """`python -m monitor.service.worker` in a subprocess, its output in a log file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "monitor.service.worker"], cwd=ROOT,
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.wait_for("Worker]: Ready", 60)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def digest(self) -> str:
+        """The log without Faust's service start/stop chatter, for failure messages."""
+        lines = [line for line in self.log().splitlines()
+                 if not re.search(r"\[\^[-\w]*\s*[\w.: ]*\]: (Starting|Stopping|Restarting)",
+                                  line)]
+        return "\n".join(lines[-80:])
+
+    def wait_for(self, pattern: str | re.Pattern[str], timeout: float) -> re.Match[str]:
+        regex = re.compile(pattern if isinstance(pattern, re.Pattern) else re.escape(pattern))
+
+        def found() -> re.Match[str] | None:
+            if self.proc is not None and self.proc.poll() is not None:
+                pytest.fail(f"worker exited with {self.proc.returncode}:\n{self.digest()}")
+            return regex.search(self.log())
+
+        return wait_until(found, timeout, f"{regex.pattern!r} in the worker log")
+
+    def windows(self, model: str) -> list[tuple[float, float, int, int]]:
+        """(start, end, records, invalid) of every window the worker logged as closed."""
+        return [(float(m[4]), float(m[5]), int(m[6]), int(m[7]))
+                for m in WINDOW_CLOSED.finditer(self.log()) if m[2] == model]
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            pytest.fail(f"worker ignored SIGTERM for {timeout} s:\n{self.digest()}")
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def worker_training_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("worker-data") / "train.csv"
+    rows = training_rows(6000, seed=7)
+    with open(path, "w") as f:
+        f.write("x,y,color\n")
+        for x, y, c in zip(rows["x"], rows["y"], rows["color"], strict=True):
+            f.write(f"{x:.6f},{y:.6f},{c}\n")
+    return path
+
+
+@pytest.fixture
+def make_profile(worker_training_csv: Path) -> Callable[[str, Path], Path]:
+    def make(model: str, directory: Path) -> Path:
+        profile = build_profile(worker_training_csv, BuildOptions(
+            model=model, version="1", window_size=200, calibration_windows=50,
+            sample_rows=6000))
+        target = directory / f"{model}-1.json"
+        partial = directory.parent / f"{model}-1.json.partial"
+        profile.save(partial)
+        partial.replace(target)  # atomic: the worker never reads half a file
+        return target
+    return make
+
+
+class Setup:
+    def __init__(self, tmp_path: Path, partitions: int = 4) -> None:
+        tag = uuid.uuid4().hex[:10]
+        self.tag = tag
+        self.model = f"m{tag}"
+        self.predictions = f"it-{tag}-predictions"
+        self.alerts = f"it-{tag}-alerts"
+        self.dlq = f"it-{tag}-dlq"
+        self.state = f"it-{tag}-state"
+        self.partials = f"it-{tag}-partials"
+        self.windows = f"it-{tag}-windows"
+        self.reports = f"it-{tag}-reports"
+        self.partitions = partitions
+        self.profiles = tmp_path / "profiles"
+        self.profiles.mkdir()
+        self.tmp = tmp_path
+        self.workers: list[Worker] = []
+        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        try:
+            admin.create_topics([NewTopic(self.predictions, partitions, 1),
+                                 NewTopic(self.alerts, 1, 1),
+                                 NewTopic(self.dlq, 1, 1)])
+        finally:
+            admin.close()
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFT_MONITOR_")}
+        env.update({
+            "PYTHONUNBUFFERED": "1",
+            "DRIFT_MONITOR_BROKER": f"kafka://{BOOTSTRAP}",
+            "DRIFT_MONITOR_PROFILES": str(self.profiles),
+            "DRIFT_MONITOR_WINDOW_SECONDS": "2",
+            "DRIFT_MONITOR_GRACE_SECONDS": "1",
+            "DRIFT_MONITOR_MIN_RECORDS": "50",
+            "DRIFT_MONITOR_PREDICTIONS_TOPIC": self.predictions,
+            "DRIFT_MONITOR_ALERTS_TOPIC": self.alerts,
+            "DRIFT_MONITOR_DLQ_TOPIC": self.dlq,
+            "DRIFT_MONITOR_STATE_TOPIC": self.state,
+            "DRIFT_MONITOR_GROUP": f"it-{self.tag}",
+            "DRIFT_MONITOR_PARTIALS_TOPIC": self.partials,
+            "DRIFT_MONITOR_WINDOWS_TOPIC": self.windows,
+            "DRIFT_MONITOR_IDLE_SECONDS": "1",
+            "DRIFT_MONITOR_REPORTS_TOPIC": self.reports,
+            "DRIFT_MONITOR_INFLUX_URL": VM,
+        })
+        env.update(overrides)
+        return env
+
+    def delete_topics(self) -> None:
+        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        try:
+            existing = set(admin.list_topics())
+            mine = [self.predictions, self.alerts, self.dlq, self.state, self.partials,
+                    self.windows, self.reports]
+            admin.delete_topics([t for t in mine if t in existing])
+        finally:
+            admin.close()
+
+    def worker(self, name: str = "worker", **overrides: str) -> Worker:
+        worker = Worker(self.env(**overrides), self.tmp / f"{name}.log")
+        self.workers.append(worker)
+        return worker.start()
+
+
+@pytest.fixture
+def setup(services: None, tmp_path: Path) -> Iterator[Setup]:
+    s = Setup(tmp_path)
+    yield s
+    for worker in s.workers:
+        worker.stop()
+    s.delete_topics()
+
+
+@pytest.fixture
+def make_setup(services: None, tmp_path: Path) -> Iterator[Callable[[int], Setup]]:
+    """Setups of their own (topics, group, profiles), as many as a test needs."""
+    made: list[Setup] = []
+
+    def make(partitions: int = 4) -> Setup:
+        directory = tmp_path / f"setup{len(made)}"
+        directory.mkdir()
+        made.append(Setup(directory, partitions))
+        return made[-1]
+
+    yield make
+    for s in made:
+        for worker in s.workers:
+            worker.stop()
+        s.delete_topics()

@@ -1,0 +1,108 @@
+"""Worker settings from `DRIFT_MONITOR_*`: Kafka security, secrets from files, redaction, and one
+readable line for every bad value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.errors import UsageError
+from monitor.service.settings import Settings
+
+SASL = {"DRIFT_MONITOR_BROKER": "kafka://k1:9094;kafka://k2:9094",
+        "DRIFT_MONITOR_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "DRIFT_MONITOR_KAFKA_SASL_MECHANISM": "scram-sha-256",
+        "DRIFT_MONITOR_KAFKA_SASL_USERNAME": "drift"}
+
+
+def secret_file(tmp_path: Path, name: str, content: str) -> str:
+    path = tmp_path / name
+    path.write_text(content)
+    return str(path)
+
+
+def test_sasl_settings_reach_every_client_family() -> None:
+    settings = Settings.from_env({**SASL, "DRIFT_MONITOR_KAFKA_SASL_PASSWORD": "pw-1"})
+    kafka = settings.kafka
+    assert kafka.brokers == ("k1:9094", "k2:9094")
+    assert (kafka.security_protocol, kafka.sasl_mechanism) == ("SASL_PLAINTEXT", "SCRAM-SHA-256")
+    assert kafka.aiokafka()["sasl_plain_password"] == "pw-1"
+    assert kafka.kafka_python()["sasl_plain_username"] == "drift"
+    assert kafka.faust()["broker_credentials"].password == "pw-1"
+
+
+def test_secrets_come_from_files_without_the_final_newline(tmp_path: Path) -> None:
+    env = {**SASL, "DRIFT_MONITOR_KAFKA_SASL_PASSWORD_FILE": secret_file(tmp_path, "pw", "pw-2\n"),
+           "DRIFT_MONITOR_INFLUX_TOKEN_FILE": secret_file(tmp_path, "token", "tok-3\n")}
+    env.pop("DRIFT_MONITOR_KAFKA_SASL_USERNAME")
+    env["DRIFT_MONITOR_KAFKA_SASL_USERNAME_FILE"] = secret_file(tmp_path, "user", "svc-drift\n")
+    settings = Settings.from_env(env)
+    assert settings.kafka_sasl_password == "pw-2"
+    assert settings.kafka_sasl_username == "svc-drift"
+    assert settings.influx_token == "tok-3"
+
+
+@pytest.mark.parametrize("content, setup, message", [
+    (None, "missing", r"KAFKA_SASL_PASSWORD_FILE cannot be read \('.*nope': No such file"),
+    ("\n", "file", r"KAFKA_SASL_PASSWORD_FILE is empty"),
+    ("pw", "both", r"set DRIFT_MONITOR_KAFKA_SASL_PASSWORD or DRIFT_MONITOR_KAFKA_SASL_PASSWORD_FILE, not both"),
+])
+def test_a_bad_secret_file_is_one_usage_error_without_the_secret(
+        tmp_path: Path, content: str | None, setup: str, message: str) -> None:
+    env = dict(SASL)
+    if setup == "missing":
+        env["DRIFT_MONITOR_KAFKA_SASL_PASSWORD_FILE"] = str(tmp_path / "nope")
+    else:
+        env["DRIFT_MONITOR_KAFKA_SASL_PASSWORD_FILE"] = secret_file(tmp_path, "pw", content or "")
+    if setup == "both":
+        env["DRIFT_MONITOR_KAFKA_SASL_PASSWORD"] = "direct-secret"
+    with pytest.raises(UsageError, match=message) as caught:
+        Settings.from_env(env)
+    assert "direct-secret" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_secrets_are_hidden_from_the_settings_line_and_repr(tmp_path: Path) -> None:
+    settings = Settings.from_env({**SASL, "DRIFT_MONITOR_KAFKA_SASL_PASSWORD": "pw-hidden",
+                                  "DRIFT_MONITOR_INFLUX_TOKEN": "token-hidden"})
+    line = str(settings.redacted())
+    assert "pw-hidden" not in line and "token-hidden" not in line
+    assert settings.redacted()["kafka_sasl_password"] == "***"
+    assert settings.redacted()["kafka_sasl_username"] == "drift"  # not a secret on its own
+    assert "pw-hidden" not in repr(settings) and "token-hidden" not in repr(settings)
+    assert "pw-hidden" not in repr(settings.kafka)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"DRIFT_MONITOR_KAFKA_SECURITY_PROTOCOL": "TLS"},
+     r"DRIFT_MONITOR_KAFKA_SECURITY_PROTOCOL must be one of .* \('TLS'\)"),
+    ({**SASL, "DRIFT_MONITOR_KAFKA_SASL_PASSWORD": "x", "DRIFT_MONITOR_KAFKA_SASL_MECHANISM": "MD5"},
+     r"DRIFT_MONITOR_KAFKA_SASL_MECHANISM must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 \('MD5'\)"),
+    ({**SASL}, "DRIFT_MONITOR_KAFKA_SASL_USERNAME and DRIFT_MONITOR_KAFKA_SASL_PASSWORD are required"),
+    ({"DRIFT_MONITOR_KAFKA_SECURITY_PROTOCOL": "SSL",
+      "DRIFT_MONITOR_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"},
+     r"DRIFT_MONITOR_KAFKA_SSL_CAFILE cannot be read \('/nonexistent/ca.pem': No such file"),
+    ({"DRIFT_MONITOR_INFLUX_CA_FILE": "/nonexistent/ca.pem"},
+     r"DRIFT_MONITOR_INFLUX_CA_FILE cannot be read \('/nonexistent/ca.pem'"),
+    ({"DRIFT_MONITOR_BROKER": "kafka://k1:90x2"}, r"DRIFT_MONITOR_BROKER has a bad port"),
+])
+def test_bad_values_are_one_usage_error(env: dict[str, str], message: str) -> None:
+    with pytest.raises(UsageError, match=message) as caught:
+        Settings.from_env(env)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_worker_command_prints_one_error_line_for_a_bad_setting() -> None:
+    env = {"DRIFT_MONITOR_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+           "DRIFT_MONITOR_KAFKA_SASL_USERNAME": "drift",
+           "DRIFT_MONITOR_KAFKA_SASL_PASSWORD": "pw-never-printed",
+           "DRIFT_MONITOR_KAFKA_SASL_MECHANISM": "KERBEROS"}
+    proc = subprocess.run([sys.executable, "-m", "monitor", "worker"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: DRIFT_MONITOR_KAFKA_SASL_MECHANISM must be one of PLAIN, SCRAM-SHA-256, "
+        "SCRAM-SHA-512 ('KERBEROS')"]
+    assert "pw-never-printed" not in proc.stdout + proc.stderr
