@@ -189,7 +189,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return tail_alerts(as_json=args.json, from_beginning=args.from_beginning,
                            idle_timeout=args.timeout)
     if args.command == "dashboards":
-        from monitor.dashboards.build import push_dashboards
+        from monitor.dashboards.push import push_dashboards
 
         for uid in push_dashboards(args.url, args.token, include_datasource=args.datasource):
             print(f"pushed {uid}")
