@@ -30,6 +30,30 @@ from monitor.errors import InputError, ServiceError, UsageError
 
 _VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
+def grafana_token(token_file: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The Grafana token: the content of `token_file` (whitespace around it dropped) or the
+    ``GRAFANA_TOKEN`` environment variable, never both; None when neither is given. Never a
+    command-line value, which `ps` and shell history would keep.
+
+    >>> grafana_token(None, {"GRAFANA_TOKEN": " glsa_x "}), grafana_token(None, {})
+    ('glsa_x', None)
+    """
+    environ = os.environ if environ is None else environ
+    value = environ.get("GRAFANA_TOKEN", "").strip()
+    if token_file is None:
+        return value or None
+    if value:
+        raise UsageError(f"set GRAFANA_TOKEN or --token-file, not both (--token-file {token_file})")
+    try:
+        content = Path(token_file).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise InputError(f"cannot read the Grafana token file ({token_file}: {reason})") from None
+    if not content:
+        raise InputError(f"the Grafana token file is empty ({token_file})")
+    return content
+
+
 def datasource_definition(
     directory: Path | str = DASHBOARD_DIR, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
