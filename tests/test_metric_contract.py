@@ -24,7 +24,7 @@ def test_readme_metrics_section_names_every_measurement_field_and_tag() -> None:
     missing = {(m, f) for m, fields in METRICS.items() for f in fields if f not in named}
     missing |= {(m, None) for m in METRICS if m not in named}
     missing |= {(m, t) for m, tags in TAGS.items() for t in tags
-                if t not in " ".join(re.findall(r"tags `([^`]+)`", _metrics_section()))}
+                if t not in " ".join(re.findall(r"tags?\s+`([^`]+)`", _metrics_section()))}
     assert not missing, sorted(missing, key=str)
 
 
