@@ -34,17 +34,29 @@ from monitor.dashboards.panels import (
     timeseries,
     variable,
 )
-from monitor.drift.checks import CALIBRATED, LOWER_IS_WORSE, RATE_CHECKS
+from monitor.drift import checks as drift_checks
 from monitor.ingest.schema import Kind
 
 MODEL = [match("model"), match("version")]
 TAGS = ["drift-monitor"]
 
 
-def checks_by_kind() -> dict[Kind, list[str]]:
-    """Every check run on each feature kind (each is a drift_feature field with a
-    ``threshold_<check>`` field)."""
-    return {kind: [*CALIBRATED[kind], *RATE_CHECKS[kind]] for kind in Kind}
+def checks_by_kind() -> dict[Kind, dict[str, bool]]:
+    """Every check run on each feature kind (each a drift_feature field with a
+    ``threshold_<check>`` field) -> whether a low value is the drifting one (p-values).
+
+    Read from the registry of checks (`monitor.drift.registry`, issue 11) where it exists, else
+    from the tables in `monitor.drift.checks` it replaces.
+    """
+    try:
+        from monitor.drift.registry import checks_for  # type: ignore[import-not-found]
+    except ImportError:
+        tables = vars(drift_checks)
+        return {kind: {c: c in tables["LOWER_IS_WORSE"]
+                       for c in (*tables["CALIBRATED"][kind], *tables["RATE_CHECKS"][kind])}
+                for kind in Kind}
+    return {kind: {name: bool(check.lower_is_worse) for name, check in checks_for(kind).items()}
+            for kind in Kind}
 
 
 # Checks drawn together, per kind, in this order; checks not named here get a panel of their own.
@@ -187,11 +199,11 @@ def dashboard_sort(column: str) -> Any:
 
 
 # -- model drill-down ------------------------------------------------------------------------------
-def check_fields(checks: Sequence[str]) -> list[str]:
+def check_fields(checks: Sequence[str], lower_is_worse: dict[str, bool]) -> list[str]:
     """Each check (its worst value per interval) with its threshold."""
     fields = []
     for check in checks:
-        worst = "min" if check in LOWER_IS_WORSE else "max"
+        worst = "min" if lower_is_worse[check] else "max"
         label = check.replace("_", " ")
         fields += [agg(worst, check, label), agg("last", f"threshold_{check}", f"{label} threshold")]
     return fields
@@ -245,7 +257,7 @@ def feature_row(kind: Kind, title: str) -> list[Any]:
         unit = RATE_UNIT if all(c.endswith("_rate") for c in group) else None
         width = 12 if kind is Kind.NUMERIC and index == 0 else 8  # beside "Mean vs training"
         panels.append(timeseries(f"${var}: {panel_title}", description + " Dashed: thresholds.",
-                                 [select(check_fields(group), "drift_feature", where)],
+                                 [select(check_fields(group, checks), "drift_feature", where)],
                                  unit=unit, width=width))
     if kind is Kind.CATEGORICAL:
         panels.append(table(f"${var}: Newest unseen values", "Values not in the training profile, "
