@@ -159,12 +159,12 @@ def _overview(order: list[tuple[str, str]], by_model: dict[tuple[str, str], list
     if counts is not None:
         reasons = ", ".join(f"{r}: {n:,}" for r, n in sorted(counts.invalid_reasons.items()))
         unprofiled = sum(counts.unprofiled.values())
+        models = ", ".join(f"{m} v{v}: {n:,}" for (m, v), n in sorted(counts.unprofiled.items()))
         parts.append(
-            f"<p>{counts.records:,} records read. <b>Invalid lines: {counts.invalid:,}</b>"
-            f"{f' ({html.escape(reasons)})' if reasons else ''}; late records: {counts.late:,}; "
-            f"<b>records of models without a profile: {unprofiled:,}</b>"
-            f"{html.escape(_unprofiled_note(counts).replace('; records of models without a profile', ''))}"
-            ".</p>")
+            f"<p>{counts.records:,} records of models with a profile. <b>Invalid lines: "
+            f"{counts.invalid:,}</b>{f' ({html.escape(reasons)})' if reasons else ''}; late "
+            f"records: {counts.late:,}; <b>records of models without a profile: {unprofiled:,}</b>"
+            f"{f' ({html.escape(models)})' if models else ''}.</p>")
     return "\n".join(parts)
 
 
