@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from monitor.dashboards.drilldown import checks_by_kind
 from monitor.dashboards.files import (
     DASHBOARD_DIR,
     DATASOURCE,
@@ -21,7 +22,7 @@ from monitor.dashboards.files import (
     panel_queries,
     template_variables,
 )
-from monitor.dashboards.generate import checks_by_kind, rendered
+from monitor.dashboards.generate import rendered
 from monitor.dashboards.influxql import (
     GRAFANA_MACROS,
     contract_violations,

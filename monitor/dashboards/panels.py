@@ -25,6 +25,8 @@ from grafana_foundation_sdk.models import dashboard as dm
 from monitor.dashboards.files import DATASOURCE, DATASOURCE_UID
 
 DS = dm.DataSourceRef(type_val=DATASOURCE["type"], uid=DATASOURCE_UID)
+TAGS = ["drift-monitor"]
+RATE_UNIT = "percentunit"
 SEVERITIES = (("ok", "green"), ("info", "blue"), ("warning", "orange"), ("critical", "red"))
 
 
@@ -42,6 +44,15 @@ def match(tag: str, variable: str | None = None) -> str:
 
 def equals(key: str, value: str) -> str:
     return f"\"{key}\" = '{value}'"
+
+
+MODEL = [match("model"), match("version")]  # the model and version variables
+
+
+def tag_values(measurement: str, key: str, where: Sequence[str] = ()) -> str:
+    """A variable's query: the values of one tag."""
+    text = f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "{key}"'
+    return text + (" WHERE " + " AND ".join(where) if where else "")
 
 
 def select(fields: Sequence[str], measurement: str, where: Sequence[str], *,
@@ -205,3 +216,19 @@ def bars(title: str, description: str, query: str, x_field: str, *,
              .with_transformation(dm.DataTransformerConfig(
                  id_val="organize", options={"excludeByName": {"Time": True}})))
     return panel.unit(unit) if unit else panel
+
+
+def table_sort(column: str) -> common.TableSortByFieldState:
+    return common.TableSortByFieldState().display_name(column).desc(True)
+
+
+def base(uid: str, title: str, description: str, time_from: str) -> dashboard.Dashboard:
+    """A dashboard in the house style: UTC, read-only, shared crosshair, 30 s refresh, tagged and
+    linked to the other drift-monitor dashboards."""
+    return (dashboard.Dashboard(title).uid(uid).description(description).tags(TAGS)
+            .timezone("utc").readonly().tooltip(dm.DashboardCursorSync.CROSSHAIR)
+            .time(time_from, "now").refresh("30s")
+            .timepicker(dashboard.TimePicker().refresh_intervals(["10s", "30s", "1m", "5m", "15m"]))
+            .link(dashboard.DashboardLink("drift-monitor").type(dm.DashboardLinkType.DASHBOARDS)
+                  .tags(TAGS).as_dropdown(False).include_vars(False).keep_time(True)
+                  .target_blank(False).icon("external link")))
