@@ -143,3 +143,18 @@ def test_a_full_outbox_drops_the_oldest_windows_points_and_counts_them(profile: 
     kept = {int(line.rsplit(" ", 1)[1]) for line in bounded.points()
             if line.startswith("drift_window,")}
     assert kept == {int((T0 + 120) * 1e9), int((T0 + 180) * 1e9)}  # the two newest windows
+
+
+def test_a_retired_models_resolutions_go_after_its_last_windows_alerts(profile: Profile) -> None:
+    """The profile is removed while the model drifts: the last window's `firing` comes before
+    the `resolved` that ends it, so a consumer keeps the episode closed."""
+    current: dict[str, Profile | None] = {"p": profile}
+    lookup = lambda m, v: current["p"] if m == "churn" else None  # noqa: E731
+    processor = MergeProcessor(0, WindowMerger(lookup, CONFIG, profile_by_id={
+        profile.profile_id: profile}.get), max_points=10_000, profiles=lookup)
+    partials = partials_of(profile, 2, shift_from=1)
+    current["p"] = None  # removed before stage two evaluates the drifting window
+    processor.process(partials, wall=0.0)
+    events = [(a["status"], a["episode"]) for a in processor.alerts() if a["feature"] == "age"]
+    assert events and events[-1][0] == "resolved"
+    assert [s for s, _ in events].index("resolved") > [s for s, _ in events].index("firing")

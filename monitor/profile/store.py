@@ -13,7 +13,9 @@ log = logging.getLogger(__name__)
 
 class ProfileStore:
     """Every `*.json` profile under `directory`; `refresh()` picks up new, changed and removed
-    files (a file that fails to load is logged and skipped, the others still serve)."""
+    files (a file that fails to load is logged and skipped, the others still serve; a file that
+    loaded before keeps its last good profile while it fails). Replace profiles by renaming a
+    finished file into the directory."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
@@ -45,10 +47,13 @@ class ProfileStore:
             try:
                 profile = Profile.load(path)
             except ProfileError as exc:
+                # A file being copied in place reads as broken for a moment: the profile it held
+                # before (if any) keeps serving until the file loads again.
+                kept = path in self._by_file
                 if self.errors.get(path) != str(exc):
-                    log.error("skipping profile: %s", exc)
+                    log.error("skipping profile: %s%s", exc,
+                              "; the last good version keeps serving" if kept else "")
                 self.errors[path] = str(exc)
-                self._by_file.pop(path, None)
                 continue
             self.errors.pop(path, None)
             self._by_file[path] = profile

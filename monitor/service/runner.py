@@ -64,6 +64,9 @@ class Slot:
     generation: int
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     checkpointed: int = -1  # input offset of the last checkpoint
+    # Fetches numbered below this began before the slot's seek: their records may skip ahead
+    # of the processor (aiokafka hands them out after the rebalance), so they are not used.
+    valid_from: int = 0
     last_checkpoint: float = field(default_factory=time.monotonic)
     unsaved: bool = False  # records folded in since the last checkpoint
 
@@ -97,6 +100,8 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         self._parked: dict[int, tuple[Slot, int]] = {}  # revoked slots, kept for one generation
         self.retired: dict[str, int] = {}  # counters of processors this worker let go
         self._last_commit = time.monotonic()
+        self._fetch = 0  # number of the fetch (getmany) now under way
+        self.stale_batches = 0  # batches fetched before a partition's seek, not used
         self.stopping = False
 
     # -- the loop -------------------------------------------------------------------------------
@@ -106,23 +111,33 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         await consumer.start()
         try:
             while not self.stopping:
+                self._fetch += 1
+                fetch = self._fetch
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
                 self.fetched = {tp.partition for tp in batches}
                 for tp, records in batches.items():
-                    await self._batch(tp.partition, records)
+                    await self._batch(tp.partition, records, fetch)
                     self.fetched.discard(tp.partition)
                 await self.commit()
         finally:
             self.consumer = None
             await consumer.stop()
 
-    async def _batch(self, partition: int, records: list[Any]) -> None:
+    async def _batch(self, partition: int, records: list[Any], fetch: int) -> None:
         slot = self.slots.get(partition)
         if slot is None:
             return  # revoked while fetched: the new owner reads these records
         async with slot.lock:
             if self.slots.get(partition) is not slot or self.stopping:
                 return  # revoked, or stopping: these records are read again after a restart
+            if fetch < slot.valid_from:
+                # Fetched before this partition was (re)assigned and seeked: using these would
+                # skip records. Read again from the processor's position instead.
+                self.stale_batches += 1
+                if self.consumer is not None:
+                    self.consumer.seek(TopicPartition(self.topic, partition),
+                                       slot.processor.offset + 1)
+                return
             step = await asyncio.to_thread(slot.processor.process, records, time.time())
             slot.unsaved = True
             await self._perform(partition, slot, step)
@@ -184,6 +199,11 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         for key, value in slot.processor.stats().items():
             self.retired[key] = self.retired.get(key, 0) + value
         slot.processor.reset_stats()
+
+    def partition_count(self) -> int | None:
+        consumer = self.consumer
+        partitions = consumer.partitions_for_topic(self.topic) if consumer is not None else None
+        return len(partitions) if partitions else None
 
     # -- ownership and offsets ------------------------------------------------------------------
     def generation(self) -> int:
@@ -254,6 +274,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             if parked is not None and parked[1] + 1 == generation:
                 slot = parked[0]
                 slot.generation = generation
+                slot.valid_from = self._fetch + 1
                 self.slots[tp.partition] = slot
                 if consumer is not None:
                     consumer.seek(tp, slot.processor.offset + 1)
@@ -275,9 +296,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                             loaded.offset, end)
                 loaded = None
         processor = self.new_processor(tp.partition, loaded)
-        slot = self.slots[tp.partition] = Slot(processor, generation)
         if loaded is not None:
-            slot.checkpointed = loaded.offset
             log.info("%s: partition %d: restored checkpoint at offset %d (%d models, %d bytes)",
                      self.name, tp.partition, loaded.offset, len(loaded.models), loaded.size)
             if consumer is not None:
@@ -286,6 +305,11 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             log.info("%s: partition %d: no checkpoint, starting empty", self.name, tp.partition)
             if consumer is not None:
                 await consumer.seek_to_beginning(tp)
+        # Only fetches begun from here on are used (see Slot.valid_from).
+        slot = self.slots[tp.partition] = Slot(processor, generation,
+                                               valid_from=self._fetch + 1)
+        if loaded is not None:
+            slot.checkpointed = loaded.offset
 
     async def stop(self) -> None:
         """Checkpoint every partition (a clean stop loses no work), then leave."""

@@ -42,8 +42,10 @@ class Outgoing:
 
 class FoldProcessor:
     def __init__(self, partition: int, folder: PartitionFolder, *, partials_partitions: int,
-                 route: Callable[[str], int], loaded: Loaded | None = None) -> None:
+                 route: Callable[[str], int], loaded: Loaded | None = None,
+                 sources: Callable[[], int] | None = None) -> None:
         self.partition = partition
+        self.sources = sources  # input partitions now (they can be added while running)
         self.folder = folder
         self.partials_partitions = partials_partitions
         self.route = route
@@ -103,6 +105,8 @@ class FoldProcessor:
         return out
 
     def _progress(self) -> dict[int, Progress]:
+        if self.sources is not None:
+            self.folder.sources = self.sources()
         return self.folder.progress(self._wall, caught_up=self._caught_up, route=self.route,
                                     partitions=self.partials_partitions)
 

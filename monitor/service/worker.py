@@ -105,8 +105,8 @@ class DriftWorker:
         partitions = topics.predictions.partitions
         one_binding = Binding(s.predictions_topic, topics.predictions.topic_id, s.group,
                               partitions)
-        two_binding = Binding(s.topic("partials"), "", f"{s.group}.windows",
-                              topics.partials_partitions)
+        two_binding = Binding(s.topic("partials"), topics.partials.topic_id,
+                              f"{s.group}.windows", topics.partials_partitions)
         self.one = StageRunner(
             "stage one", s.predictions_topic, self._consumer(s.group),
             StateStore(self.producer, await self._reader("state"), s.topic("state"),
@@ -129,6 +129,8 @@ class DriftWorker:
                 "client_id": f"{group}-{self.name}", "enable_auto_commit": False,
                 "auto_offset_reset": "earliest", "session_timeout_ms": 10_000,
                 "heartbeat_interval_ms": 3_000, "max_partition_fetch_bytes": 8 << 20,
+                # New partitions of a topic are noticed within 30 s (aiokafka: 5 minutes).
+                "metadata_max_age_ms": 30_000,
                 "fetch_max_bytes": 32 << 20}
 
     async def _reader(self, role: str) -> AIOKafkaConsumer:
@@ -141,14 +143,20 @@ class DriftWorker:
 
     def _new_fold(self, partition: int, loaded: Loaded | None) -> FoldProcessor:
         folder = PartitionFolder(partition, self.store, self.config,
-                                 sources=self.topics.predictions.partitions,
+                                 sources=self.input_partitions(),
                                  stream=self.topics.predictions.topic_id)
         processor = FoldProcessor(partition, folder,
                                   partials_partitions=self.topics.partials_partitions,
-                                  route=route(self.topics.partials_partitions), loaded=loaded)
+                                  route=route(self.topics.partials_partitions), loaded=loaded,
+                                  sources=self.input_partitions)
         for warning in processor.warnings:
             log.warning("partition %d: %s", partition, warning)
         return processor
+
+    def input_partitions(self) -> int:
+        """Partitions of the predictions topic now (partitions can be added while running)."""
+        known = self.one.partition_count() if self.one is not None else None
+        return max(known or 0, self.topics.predictions.partitions)
 
     def _new_merge(self, partition: int, loaded: Loaded | None) -> MergeProcessor:
         merger = WindowMerger(self.store, self.config, profile_by_id=self.store.by_id)

@@ -31,6 +31,9 @@ from monitor.summaries.text import SAMPLE_CHARS
 
 EDGE_NULL_SHARE = 0.95  # a record with at least this share of its features null is an edge record
 MAX_UNEXPECTED_FEATURES = 100  # names of unprofiled features kept per window (by stable hash)
+# A record with more feature names than this has its unprofiled names counted, not tracked one
+# by one (10,000 junk keys per record would otherwise cost microseconds each).
+WIDE_RECORD_NAMES = 1_000
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +67,13 @@ class WindowSummary:
 
     def update(self, group: RecordGroup) -> None:
         """Fold in parsed records; their timestamps salt the text samples' keys."""
-        present, unexpected = _feature_names(group, self.features.keys())
+        present, unexpected, untracked = _feature_names(group, self.features.keys())
         self.present |= present
         if unexpected:
             self._note_unexpected(unexpected)
+        if untracked:
+            self.unexpected.overflow += untracked
+            self._warn_on_drops()
         self.update_columns({name: group.column(name) for name in self.features}, len(group),
                             salts=group.ts_array())
 
@@ -231,14 +237,26 @@ class WindowSummary:
         return w
 
 
-def _feature_names(group: RecordGroup, profiled: Any) -> tuple[set[str], dict[str, int]]:
-    """The profiled features present in `group`, and the records carrying each other name
-    (outputs named `prediction[.key]`). Per-record counting only runs for unexpected names."""
-    keys: set[str] = set().union(*group.features)
+def _feature_names(group: RecordGroup, profiled: Any
+                   ) -> tuple[set[str], dict[str, int], int]:
+    """The profiled features present in `group`, the records carrying each other name
+    (outputs named `prediction[.key]`), and the unprofiled names of wide records, counted only.
+    Per-record counting only runs for unexpected names."""
+    features = group.features
+    untracked = 0
+    if any(len(f) > WIDE_RECORD_NAMES for f in features):
+        wide = [f for f in features if len(f) > WIDE_RECORD_NAMES]
+        features = [f for f in features if len(f) <= WIDE_RECORD_NAMES]
+        seen = [profiled & f.keys() for f in wide]
+        untracked = sum(len(f) - len(p) for f, p in zip(wide, seen, strict=True))
+        wide_present: set[str] = set().union(*seen)
+    else:
+        wide_present = set()
+    keys: set[str] = set().union(*features) | wide_present
     tally: dict[str, int] = {}
     odd = keys - profiled
     if odd:
-        counts = Counter(chain.from_iterable(group.features))
+        counts = Counter(chain.from_iterable(features))
         tally = {k: counts[k] for k in odd}
     predictions = group.predictions
     kinds = set(map(type, predictions))
@@ -255,4 +273,4 @@ def _feature_names(group: RecordGroup, profiled: Any) -> tuple[set[str], dict[st
         keys.add(PREDICTION)
         if PREDICTION not in profiled:
             tally[PREDICTION] = len(predictions) - predictions.count(None) - dicts
-    return keys & profiled, tally
+    return keys & profiled, tally, untracked
