@@ -135,11 +135,19 @@ def render_html(reports: list[WindowReport], alerts: list[Alert], *, source: str
                      f"{_time(rows[0].start):%Y-%m-%d %H:%M} to {_time(rows[-1].end):%H:%M} UTC</p>")
         parts.append(_episode_table(events))
         drifting = {a.feature for a in events}
+        # Windows of records stamped centuries away (broken clocks) are listed, not plotted:
+        # one of them would stretch the time axis beyond what dates can show.
+        plotted = [r for r in rows if PLOT_FROM <= r.end < PLOT_UNTIL]
+        if len(plotted) < len(rows):
+            parts.append(f"<p>{len(rows) - len(plotted)} windows outside the years 1900-2200 are "
+                         f"not plotted.</p>")
         for feature, report in sorted(rows[-1].features.items(),
                                       key=lambda item: (item[0] not in drifting, item[0])):
+            if not plotted:
+                break
             parts.append(f"<h3>{html.escape(feature)} <small>({report.kind})</small></h3>")
             parts.append(f"<img alt='{html.escape(feature)}' src='data:image/png;base64,"
-                         f"{feature_png(rows, feature, events)}'>")
+                         f"{feature_png(plotted, feature, events)}'>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -190,6 +198,9 @@ def _episode_table(alerts: list[Alert]) -> str:
                     f"<td>{ended}</td><td>{html.escape(worst.message)}</td></tr>")
     return ("<table><tr><th>feature</th><th>episode</th><th>checks</th><th>worst severity</th>"
             f"<th>since</th><th>resolved</th><th>message</th></tr>{''.join(rows)}</table>")
+
+
+PLOT_FROM, PLOT_UNTIL = -2_208_988_800.0, 7_258_118_400.0  # 1900-01-01, 2200-01-01 (UTC)
 
 
 def feature_png(rows: list[WindowReport], feature: str, alerts: list[Alert]) -> str:
