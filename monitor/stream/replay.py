@@ -41,8 +41,9 @@ def open_engine(logs: str | Path, profiles: str | Path, *, window_seconds: float
 def replay_events(path: Path, engine: Engine,
                   invalid_reasons: dict[str, int] | None = None) -> Iterator[Evaluated | Alert]:
     """Everything the engine emits over the file, in order, ending with the flush."""
+    store = engine.folder.profiles
     for lines in jsonl_batches(path, BATCH_LINES):
-        batch = parse_messages(lines)
+        batch = parse_messages(lines, store.decoder() if isinstance(store, ProfileStore) else None)
         if invalid_reasons is not None:
             for bad in batch.invalid:
                 key = bad.reason.split(":")[0]
