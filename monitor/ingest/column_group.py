@@ -4,23 +4,30 @@ A `ColumnGroup` answers the same questions as a `RecordGroup` (records.py) — l
 the typed column of a feature, which feature names the records carry — so summaries and the
 stream code take either. Its columns are tuples of raw values, one slot per record, with
 `MISSING` where the record did not carry the feature (a null is `None`). Columns the decoder
-typed as numbers (`numeric`) hold only ints, floats, None and MISSING: they are converted to
-float arrays in one numpy call per batch, with no per-value type check.
+typed as numbers (`numeric`) hold only ints, floats, None and `MISSING_NUMBER` (a NaN object
+that only the decoder puts there: JSON has no NaN): they become float arrays in one numpy call
+per batch, with no per-value type check, and missing and null are both NaN there, as both are
+null for a summary.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
+from operator import is_
+from types import NoneType
 from typing import Any
 
 import numpy as np
 from msgspec import UNSET, UnsetType
 
-from monitor.ingest.columns import NumericColumn, column_for
+from monitor.ingest.columns import LabelColumn, NumericColumn, column_for
 from monitor.ingest.schema import PREDICTION, Kind
 
 MISSING = UNSET  # the record does not carry this feature (a JSON null is None)
-_TYPED = frozenset({int, float, type(None)})
+MISSING_NUMBER = float("nan")  # the same, in a numeric-typed column (told apart by identity)
+_LABELS = frozenset({str, type(None)})
+_is_none = partial(is_, None)
 
 
 class ColumnGroup:
@@ -65,6 +72,19 @@ class ColumnGroup:
             found = self._types[name] = set(map(type, self.columns[name]))
         return found
 
+    def carried(self, name: str) -> int:
+        """How many records carry feature `name` (null or not)."""
+        col = self.columns[name]
+        if name in self.numeric:
+            return len(col) - sum(1 for v in col if v is MISSING_NUMBER)
+        return len(col) - col.count(MISSING) if UnsetType in self.types(name) else len(col)
+
+    def _any_carried(self, name: str) -> bool:
+        col = self.columns[name]
+        if name in self.numeric:
+            return col[0] is not MISSING_NUMBER or any(v is not MISSING_NUMBER for v in col)
+        return UnsetType not in self.types(name) or col.count(MISSING) < len(col)
+
     def column(self, name: str) -> list[Any] | Sequence[Any]:
         """The raw values of one feature, one per record (None where null or missing)."""
         if name == PREDICTION or name.startswith(PREDICTION + "."):
@@ -72,24 +92,32 @@ class ColumnGroup:
         col = self.columns.get(name)
         if col is None:
             return [None] * len(self)
+        if name in self.numeric:
+            return [None if v is MISSING_NUMBER else v for v in col]
         if UnsetType in self.types(name):
             return [None if v is MISSING else v for v in col]
         return col
 
     def column_for(self, name: str, kind: Kind) -> Any:
         """The typed column of a feature of kind `kind` (ingest.columns)."""
-        if kind is Kind.NUMERIC and name in self.numeric and name in self.columns:
-            values = self._numeric_block().get(name)
-            if values is not None:
-                null = np.isnan(values)  # the decoder's numbers are never NaN: NaN is a null
+        col = self.columns.get(name)
+        if col is not None and name in self.numeric:
+            if kind is Kind.NUMERIC:
+                values = self._numeric_block()[name]
+                null = np.isnan(values)  # null or missing: the decoder never reads a NaN
                 return NumericColumn(values, null, np.zeros(len(values), dtype=bool))
+        elif col is not None and kind is not Kind.NUMERIC and self.types(name) <= _LABELS:
+            n = len(col)
+            null = np.zeros(n, dtype=bool) if NoneType not in self.types(name) \
+                else np.fromiter(map(_is_none, col), dtype=bool, count=n)
+            return LabelColumn(col if type(col) is list else list(col), null,
+                               np.zeros(n, dtype=bool))
         return column_for(kind, self.column(name))
 
     def _numeric_block(self) -> dict[str, np.ndarray]:
-        """Every numeric-typed column without a missing value, as floats (one numpy call)."""
+        """Every numeric-typed column as floats (one numpy call)."""
         if self._block is None:
-            names = [n for n in sorted(self.numeric)
-                     if n in self.columns and self.types(n) <= _TYPED]
+            names = [n for n in sorted(self.numeric) if n in self.columns]
             block = np.array([self.columns[n] for n in names], dtype=np.float64) if names \
                 else np.zeros((0, len(self)))
             self._block = dict(zip(names, block, strict=True))
@@ -101,15 +129,14 @@ class ColumnGroup:
         other name (outputs named `prediction[.key]`)."""
         present: set[str] = set()
         tally: dict[str, int] = {}
-        n = len(self)
-        for name, col in self.columns.items():
-            carried = n - col.count(MISSING) if UnsetType in self.types(name) else n
-            if not carried:
-                continue
+        for name in self.columns:
             if name in profiled:
-                present.add(name)
+                if len(self) and self._any_carried(name):
+                    present.add(name)
             else:
-                tally[name] = carried
+                carried = self.carried(name)
+                if carried:
+                    tally[name] = carried
         outputs, other = output_names(self.predictions, profiled)
         present |= outputs
         tally.update(other)
@@ -122,7 +149,11 @@ class ColumnGroup:
 
         def col(group: ColumnGroup, name: str) -> list[Any]:
             values = group.columns.get(name)
-            return list(values) if values is not None else [MISSING] * len(group)
+            if values is None:
+                return [MISSING] * len(group)
+            if name in group.numeric:
+                return [MISSING if v is MISSING_NUMBER else v for v in values]
+            return list(values)
 
         order = np.argsort(np.concatenate([self.index, other.index]), kind="stable")
         rows = order.tolist()

@@ -26,7 +26,7 @@ import numpy as np
 from msgspec import UNSET, UnsetType
 from msgspec.structs import astuple
 
-from monitor.ingest.column_group import ColumnGroup
+from monitor.ingest.column_group import MISSING_NUMBER, ColumnGroup
 from monitor.ingest.schema import PREDICTION, Kind
 from monitor.ingest.timestamps import parse_ts
 
@@ -60,8 +60,8 @@ class FastDecoder:
                 continue  # never a valid record: the reference says why
             names = tuple(n for n in kinds if n != PREDICTION
                           and not n.startswith(PREDICTION + "."))
-            fields = [(f"f{j}", (Number if kinds[n] is Kind.NUMERIC else Scalar) | UnsetType,
-                       UNSET) for j, n in enumerate(names)]
+            fields = [(f"f{j}", Number, MISSING_NUMBER) if kinds[n] is Kind.NUMERIC
+                      else (f"f{j}", Scalar | UnsetType, UNSET) for j, n in enumerate(names)]
             features = msgspec.defstruct(
                 f"Features{i}", fields, rename={f"f{j}": n for j, n in enumerate(names)},
                 forbid_unknown_fields=True, gc=False)
@@ -94,10 +94,16 @@ class FastDecoder:
             except _ERRORS:
                 refused.add(i)
                 continue
-            if type(obj) is list:
+            kind = type(obj)
+            if kind is list:
+                if any(type(r) is _NoModel for r in obj):
+                    refused.add(i)
+                    continue
                 arrays = True
                 records.extend(obj)
                 positions.extend([i] * len(obj))
+            elif kind is _NoModel:
+                refused.add(i)
             else:
                 records.append(obj)
                 positions.append(i)
