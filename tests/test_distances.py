@@ -95,3 +95,19 @@ def test_chi2_p_matches_scipy_chisquare(rng: np.random.Generator) -> None:
 
 def test_tvd_is_half_l1() -> None:
     assert tvd(np.array([1, 1]), np.array([1, 0])) == pytest.approx(0.5)
+
+
+def test_quantiles_without_scipy_stats_equal_scipy_stats() -> None:
+    """checks.binom_quantile and distances' chi-square tail use scipy.special (scipy.stats costs
+    a second at start); they give scipy.stats' numbers exactly."""
+    import itertools
+
+    from scipy import special, stats
+
+    from monitor.drift.checks import binom_quantile
+
+    for n, p, alpha in itertools.product([1, 7, 200, 1000, 123457], [1e-6, 0.01, 0.5, 1.0],
+                                         [1e-2, 1e-4, 1e-6]):
+        assert binom_quantile(1 - alpha, n, p) == float(stats.binom.ppf(1 - alpha, n, p))
+    for x, k in itertools.product([0.0, 0.1, 5.5, 1e3], [1, 2, 99]):
+        assert float(special.chdtrc(k, x)) == float(stats.chi2.sf(x, k))

@@ -92,6 +92,10 @@ class ProfileStore:
     def get(self, model: str, version: str) -> Profile | None:
         return self._by_key.get((model, version))
 
+    def keys(self) -> list[tuple[str, str]]:
+        """(model, version) of every current profile."""
+        return list(self._by_key)
+
     def __call__(self, model: str, version: str) -> Profile | None:
         return self.get(model, version)
 
