@@ -14,6 +14,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from monitor.ingest import fast_decode
 from monitor.ingest.columns import NumericColumn
 from monitor.ingest.fast_decode import FastDecoder
 from monitor.ingest.records import parse_messages
@@ -107,11 +108,16 @@ def _decoder(profile: Profile) -> FastDecoder:
     return FastDecoder(schemas([profile, other]))
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(message(), max_size=12))
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(message(), max_size=12), st.sampled_from([500, 1, 3]))
 def test_fast_path_reads_every_batch_as_the_reference_does(profile: Profile,
-                                                           messages: list[bytes]) -> None:
-    fast = parse_messages(messages, _decoder(profile), latest=LATEST)
+                                                           messages: list[bytes],
+                                                           chunk: int) -> None:
+    default, fast_decode.CHUNK = fast_decode.CHUNK, chunk  # chunks of the batch, joined
+    try:
+        fast = parse_messages(messages, _decoder(profile), latest=LATEST)
+    finally:
+        fast_decode.CHUNK = default
     slow = parse_messages(messages, latest=LATEST)
     assert list(fast.groups) == list(slow.groups)
     assert [(b.reason, b.raw, b.model, b.index) for b in fast.invalid] == \

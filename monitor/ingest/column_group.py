@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from functools import partial
+from itertools import chain
 from operator import is_
 from types import NoneType
 from typing import Any
@@ -164,6 +165,16 @@ class ColumnGroup:
             np.concatenate([self.index, other.index])[order],
             {name: [values[i] for i in rows] for name, values in joined.items()},
             [predictions[i] for i in rows])  # values from the reference path: typed per value
+
+    @classmethod
+    def join(cls, parts: list[ColumnGroup]) -> ColumnGroup:
+        """Consecutive parts of one batch with the same columns (the fast decoder's chunks)."""
+        first = parts[0]
+        return cls(first.model, first.version, np.concatenate([p.ts for p in parts]),
+                   np.concatenate([p.index for p in parts]),
+                   {name: list(chain.from_iterable(p.columns[name] for p in parts))
+                    for name in first.columns},
+                   list(chain.from_iterable(p.predictions for p in parts)), first.numeric)
 
     @classmethod
     def from_rows(cls, model: str, version: str, ts: Sequence[float], index: Sequence[int],
