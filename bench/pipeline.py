@@ -14,8 +14,10 @@ worker (e.g. `set -a; . .services/kafka/sasl-ssl.env` measures over SASL_SSL).
                late over the "window closed" lines; windows close 1 s after the stream:
                DRIFT_MONITOR_IDLE_SECONDS=1). Baseline in the same run: `drift-monitor replay`
                of the same records as JSONL (wall time of the process), so the figure is the
-               ratio worker / replay (goal 0.67). The partials topic is read afterwards:
-               messages and bytes per window per input partition.
+               ratio worker / replay (goal 0.67), in wall time and in CPU time (the worker's
+               from Ready). `--per-message K` sends arrays of K records per message. The
+               partials topic is read afterwards: messages and bytes per window per input
+               partition.
 2. latency     window 2 s, grace 1 s; 3 models streamed in real time (ts = wall clock) at 500
                records/s each, spread unkeyed over 4 partitions, 2 workers; model i drifted
                (age +1 std) in windows w with w % 3 == i, so every window starts an episode.
@@ -37,12 +39,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,34 +80,45 @@ RESULTS = ROOT / "bench" / "results" / "pipeline.json"
 TP_WINDOW, TP_WINDOWS = 60.0, 10
 LAT_WINDOW, LAT_GRACE, LAT_RATE = 2.0, 1.0, 500
 LAT_WINDOWS, LAT_WARMUP, LAT_TAIL = 50, 3, 2
+PROFILE_WORKER = False  # --profile-worker: py-spy on the (first) worker of each throughput run
 LAYOUTS = {"keyed": (4, True, 1), "spread1": (1, False, 1), "spread2": (1, False, 2)}
 
 
-def replay_seconds(run: Run, stream: list[tuple[str, bytes]]) -> float:
-    """Wall seconds of `drift-monitor replay` over the same records (the worker's baseline)."""
+def replay_seconds(run: Run, stream: list[tuple[str, bytes]], code: str | None = None
+                   ) -> tuple[float, float]:
+    """Wall and CPU seconds of `drift-monitor replay` over the same records (the worker's
+    baseline)."""
     logs = run.dir / "records.jsonl"
     with open(logs, "wb") as fh:
         fh.writelines(value + b"\n" for _, value in stream)
     cmd = [str(ROOT / ".venv" / "bin" / "drift-monitor"), "replay", str(logs), "--profiles",
            str(run.profiles), "--window", str(TP_WINDOW), "--grace", "5"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONPATH": code} if code else None
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     logs.unlink()
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def throughput(n: int, layout: str) -> dict[str, Any]:
+def throughput(n: int, layout: str, code: str | None = None, per_message: int = 1
+               ) -> dict[str, Any]:
+    """One layout; `code`: a directory of another drift-monitor's source to run instead (the
+    worker and the replay get it as PYTHONPATH), for before/after figures in one run."""
     models_n, keyed, workers_n = LAYOUTS[layout]
     run = Run(f"tp-{layout}")
+    extra = {"PYTHONPATH": code} if code else {}
     models = [f"tp{run.tag[-8:]}m{i}" for i in range(models_n)]
     try:
         save_profiles(run.profiles, models)
         t0 = (int(time.time() / TP_WINDOW) - TP_WINDOWS - 5) * TP_WINDOW
-        stream = interleave(encoded_records(models, n // models_n, t0,
-                                            TP_WINDOWS * TP_WINDOW, seed=1))
-        n = len(stream)
-        replay_s = replay_seconds(run, stream)
+        by_model = encoded_records(models, n // models_n, t0, TP_WINDOWS * TP_WINDOW, seed=1)
+        n = sum(map(len, by_model.values()))
+        replay_s, replay_cpu = replay_seconds(run, interleave(by_model), code)
+        stream = interleave(by_model, per_message=per_message)
+        del by_model
         produce_s = produce(run.predictions, stream, keyed=keyed,
                             partition_of={m: i % PARTITIONS for i, m in enumerate(models)})
         del stream
@@ -111,9 +127,17 @@ def throughput(n: int, layout: str) -> dict[str, Any]:
             f"{workers_n} worker(s)")
         broker = broker_pid()
         broker_cpu0 = pid_cpu_seconds(broker) if broker else None
-        workers = [run.worker(f"worker{i}", DRIFT_MONITOR_WINDOW_SECONDS=str(TP_WINDOW))
-                   for i in range(workers_n)]
+        workers = [run.worker(f"worker{i}", DRIFT_MONITOR_WINDOW_SECONDS=str(TP_WINDOW),
+                              **extra) for i in range(workers_n)]
         t_ready = min(w.wait_for("Worker]: Ready", 120) for w in workers)
+        cpu_ready = sum(w.cpu_seconds() for w in workers)
+        spy = None
+        if PROFILE_WORKER:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(workers[0].proc.pid),
+                                    "-r", "200", "-f", "raw", "-o",
+                                    str(run.dir / "worker.pyspy.txt")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t_assigned = None
         counted = late = windows = 0
         deadline = time.time() + 900
         while counted + late < n:
@@ -122,6 +146,8 @@ def throughput(n: int, layout: str) -> dict[str, Any]:
                                    f"({run.dir})")
             for w in workers:
                 for line in w.poll_log():
+                    if t_assigned is None and "stage one: partitions assigned" in line:
+                        t_assigned = time.time()
                     m = WINDOW_CLOSED.search(line)
                     if m and m[2] in models:
                         counted += int(m[6])
@@ -129,21 +155,27 @@ def throughput(n: int, layout: str) -> dict[str, Any]:
                         windows += 1
             time.sleep(0.05)
         t_done = time.time()
-        cpu = sum(w.cpu_seconds() for w in workers)
+        cpu = sum(w.cpu_seconds() for w in workers) - cpu_ready
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         broker_cpu = (pid_cpu_seconds(broker) or 0) - broker_cpu0 if broker_cpu0 else None
         rss = max(w.status().get("VmHWM", 0) for w in workers)
         for w in workers:
             w.stop()
         wall = t_done - t_ready
         result = {
-            "layout": layout, "records": n, "models": models_n, "keyed": keyed,
+            "layout": layout, "code": code or "this checkout", "records": n,
+            "records_per_message": per_message, "models": models_n, "keyed": keyed,
             "workers": workers_n, "partitions": PARTITIONS, "windows_evaluated": windows,
             "records_in_windows": counted, "late_records": late,
             "ready_to_all_counted_s": round(wall, 2), "records_per_second": round(n / wall),
-            "replay_seconds": round(replay_s, 2),
+            "assigned_to_all_counted_s": round(t_done - t_assigned, 2) if t_assigned else None,
+            "replay_seconds": round(replay_s, 2), "replay_cpu_seconds": round(replay_cpu, 2),
             "replay_records_per_second": round(n / replay_s),
             "worker_over_replay": round(replay_s / wall, 3), "goal_worker_over_replay": 0.67,
-            "worker_cpu_seconds": round(cpu, 1),
+            "worker_over_replay_cpu": round(replay_cpu / cpu, 3) if cpu else None,
+            "worker_cpu_seconds_ready_to_done": round(cpu, 1),
             "broker_cpu_seconds": round(broker_cpu, 1) if broker_cpu is not None else None,
             "worker_vmhwm_mb": round(rss / 1024, 1),
             "partials": partials_stats(run.partials, windows, PARTITIONS),
@@ -298,11 +330,15 @@ def table(results: dict[str, Any]) -> str:
     lines = ["", "drift-monitor pipeline (local broker sharing this machine's 2 cores)", ""]
     for r in results.get("throughput", []):
         p = r["partials"]
+        if r["code"] != "this checkout":
+            lines.append(f"         (code from {r['code']})")
         lines.append(f"{r['layout']:<8} {r['models']} model(s) {'keyed' if r['keyed'] else 'spread'}"
-                     f" over {r['partitions']} partitions, {r['workers']} worker(s): "
+                     f" over {r['partitions']} partitions, {r['workers']} worker(s), "
+                     f"{r['records_per_message']} record(s)/message: "
                      f"{r['records_per_second']:>7,} records/s; replay of the same records "
                      f"{r['replay_records_per_second']:,}/s -> worker/replay "
-                     f"{r['worker_over_replay']:.2f} (goal 0.67); late {r['late_records']}")
+                     f"{r['worker_over_replay']:.2f} (goal 0.67; CPU time "
+                     f"{r['worker_over_replay_cpu']:.2f}); late {r['late_records']}")
         lines.append(f"         partials topic per window per partition: "
                      f"{p['partial_messages_per_window_per_partition']} partial message(s), "
                      f"{p['partial_bytes_per_window_per_partition']:,} bytes; progress "
@@ -329,7 +365,16 @@ def main() -> int:
     parser.add_argument("--models", type=int, default=1000)
     parser.add_argument("--model-windows", type=int, default=2)
     parser.add_argument("--per-window", type=int, default=60)
+    parser.add_argument("--profile-worker", action="store_true",
+                        help="py-spy record the first worker of each throughput run (raw "
+                             "stacks in its run directory; figures are then not the benchmark's)")
+    parser.add_argument("--per-message", type=int, default=1,
+                        help="records per message (a JSON array when more than 1)")
+    parser.add_argument("--baseline-code", help="also run each layout with the drift-monitor "
+                        "source in this directory (e.g. an export of main), for before/after")
     args = parser.parse_args()
+    global PROFILE_WORKER
+    PROFILE_WORKER = args.profile_worker
     parts = set(args.only.split(","))
     started = time.time()
     results: dict[str, Any] = {
@@ -338,8 +383,12 @@ def main() -> int:
                     "note": "the broker and the workers share this machine's cores"},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "run": uuid.uuid4().hex[:8]}
     if "throughput" in parts:
-        results["throughput"] = [throughput(args.n, layout)
-                                 for layout in args.layouts.split(",")]
+        results["throughput"] = []
+        for layout in args.layouts.split(","):
+            if args.baseline_code:
+                results["throughput"].append(throughput(args.n, layout, args.baseline_code,
+                                                        args.per_message))
+            results["throughput"].append(throughput(args.n, layout, None, args.per_message))
     if "latency" in parts:
         results["latency"] = latency()
     if "models" in parts:

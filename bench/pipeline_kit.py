@@ -262,13 +262,21 @@ def encoded_records(models: list[str], per_model: int, t0: float, span: float,
     return out
 
 
-def interleave(by_model: dict[str, list[bytes]], step: int = 50) -> list[tuple[str, bytes]]:
-    """The models' records in turns of `step`, as a live topic would carry them."""
+def interleave(by_model: dict[str, list[bytes]], step: int = 50,
+               per_message: int = 1) -> list[tuple[str, bytes]]:
+    """The models' records in turns of `step`, as a live topic would carry them; with
+    `per_message` > 1, consecutive records of a model are sent as one JSON array."""
     out: list[tuple[str, bytes]] = []
     longest = max(len(v) for v in by_model.values())
+    step = max(step, per_message)
     for start in range(0, longest, step):
         for model, values in by_model.items():
-            out += [(model, v) for v in values[start:start + step]]
+            part = values[start:start + step]
+            if per_message == 1:
+                out += [(model, v) for v in part]
+            else:
+                out += [(model, b"[" + b",".join(part[i:i + per_message]) + b"]")
+                        for i in range(0, len(part), per_message)]
     return out
 
 
