@@ -12,7 +12,8 @@ worker (e.g. `set -a; . .services/kafka/sasl-ssl.env` measures over SASL_SSL).
                Workers start after the records are in; timed from the first worker's Ready to
                the moment every record is counted in an evaluated window (the sum of records +
                late over the "window closed" lines; windows close 1 s after the stream:
-               DRIFT_MONITOR_IDLE_SECONDS=1). Baseline in the same run: `drift-monitor replay`
+               DRIFT_MONITOR_IDLE_SECONDS=1, grace 0: an idle model's event time runs on with
+               the wall clock from its newest record minus the grace). Baseline in the same run: `drift-monitor replay`
                of the same records as JSONL (wall time of the process), so the figure is the
                ratio worker / replay (goal 0.67), in wall time and in CPU time (the worker's
                from Ready). `--per-message K` sends arrays of K records per message. The
@@ -92,7 +93,7 @@ def replay_seconds(run: Run, stream: list[tuple[str, bytes]], code: str | None =
     with open(logs, "wb") as fh:
         fh.writelines(value + b"\n" for _, value in stream)
     cmd = [str(ROOT / ".venv" / "bin" / "drift-monitor"), "replay", str(logs), "--profiles",
-           str(run.profiles), "--window", str(TP_WINDOW), "--grace", "5"]
+           str(run.profiles), "--window", str(TP_WINDOW), "--grace", "0"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": code} if code else None
@@ -128,7 +129,8 @@ def throughput(n: int, layout: str, code: str | None = None, per_message: int = 
         broker = broker_pid()
         broker_cpu0 = pid_cpu_seconds(broker) if broker else None
         workers = [run.worker(f"worker{i}", DRIFT_MONITOR_WINDOW_SECONDS=str(TP_WINDOW),
-                              **extra) for i in range(workers_n)]
+                              DRIFT_MONITOR_GRACE_SECONDS="0", **extra)
+                   for i in range(workers_n)]
         t_ready = min(w.wait_for("Worker]: Ready", 120) for w in workers)
         cpu_ready = sum(w.cpu_seconds() for w in workers)
         spy = None

@@ -117,7 +117,10 @@ class Worker:
         self.log_path = log_path
         self._fh = open(log_path, "ab")  # noqa: SIM115
         self.spawned = time.time()
-        self.proc = subprocess.Popen([sys.executable, "-m", "monitor.service.worker"], cwd=ROOT,
+        # `-m` puts the working directory first on sys.path: another checkout's source
+        # (PYTHONPATH, bench/pipeline.py --baseline-code) must be the working directory too.
+        cwd = env.get("PYTHONPATH") or ROOT
+        self.proc = subprocess.Popen([sys.executable, "-m", "monitor.service.worker"], cwd=cwd,
                                      env=env, stdout=self._fh, stderr=subprocess.STDOUT)
         self._pos = 0
         self._buf = ""
