@@ -20,6 +20,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from support.kafka import (
     BOOTSTRAP,
     Setup,
+    last_checkpoint,
     produce,
     produce_spread,
     record_messages,
@@ -224,3 +225,20 @@ def test_live_rebalance_a_worker_killed_and_one_added_mid_stream(
     produce_spread(setup.predictions, messages, 4, seed=52, pace=pace)
     assert set(events) == {"kill", "add"}
     assert all_reports(setup, len(expected), timeout=120) == expected
+
+
+def test_a_quiet_partitions_restored_window_closes_after_a_restart(
+        setup: Setup, make_profile: Callable[[str, Path], Path]) -> None:
+    """Checkpoints are loaded when partitions are assigned, not when a record arrives: a window
+    restored on a partition that gets no new record still closes."""
+    make_profile(setup.model, setup.profiles)
+    worker = setup.worker("before", **{**overrides(), "DRIFT_MONITOR_IDLE_SECONDS": "600"})
+    produce(setup.predictions, record_messages(setup.model, 150, time.time(), seed=61),
+            key=None, partition=2)
+    wait_until(lambda: (cp := last_checkpoint(setup.state, 2)) and cp["offset"] == 149, 30,
+               "the checkpoint of partition 2")
+    worker.kill()
+    assert reports_in(setup.reports) == []
+    restarted = setup.worker("after", **overrides())
+    restarted.wait_for("partition 2: restored checkpoint at offset 149", 30)
+    assert [r["records"] for r in all_reports(setup, 1, timeout=60)] == [150]

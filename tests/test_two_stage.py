@@ -192,7 +192,7 @@ def test_ancient_and_huge_timestamps_never_raise(profile: Profile) -> None:
 def _rebuilt(profile: Profile) -> Profile:
     """The same model and version with a different profile (as after `profile build` again)."""
     other = Profile.from_json(profile.to_json())
-    other.features["age"].thresholds["psi"] *= 2
+    other.false_alarm_rate /= 2
     other.profile_id = other.compute_id()
     return other
 

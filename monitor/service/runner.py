@@ -121,8 +121,8 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         if slot is None:
             return  # revoked while fetched: the new owner reads these records
         async with slot.lock:
-            if self.slots.get(partition) is not slot:
-                return
+            if self.slots.get(partition) is not slot or self.stopping:
+                return  # revoked, or stopping: these records are read again after a restart
             step = await asyncio.to_thread(slot.processor.process, records, time.time())
             slot.unsaved = True
             await self._perform(partition, slot, step)
@@ -130,11 +130,11 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
     async def tick(self) -> None:
         """Move quiet partitions on by wall clock, checkpoint on the interval, retry deliveries."""
         for partition, slot in list(self.slots.items()):
-            if slot.lock.locked():
+            if slot.lock.locked() or self.stopping:
                 continue
             caught_up = partition not in self.fetched and await self.unread(partition) == 0
             async with slot.lock:
-                if self.slots.get(partition) is not slot:
+                if self.slots.get(partition) is not slot or self.stopping:
                     continue
                 step = await asyncio.to_thread(slot.processor.tick, time.time(), caught_up)
                 await self._perform(partition, slot, step)

@@ -36,7 +36,8 @@ class EngineConfig:
     # A record older than the model's newest record by more than this counts as late, with its
     # reason, instead of opening a window far in the past.
     retention_seconds: float = 7 * 86_400.0
-    max_unprofiled_keys: int = 1_000  # model/version keys without a profile tracked per partition
+    max_unprofiled_keys: int = 1_000  # model/version keys without a profile counted per partition
+    max_no_profile_alerts: int = 100  # open `no_profile` episodes at most (the rest: counted)
 
     def __post_init__(self) -> None:
         for name in ("window_seconds", "idle_seconds", "retention_seconds"):

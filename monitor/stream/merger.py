@@ -72,7 +72,7 @@ class WindowMerger:
         self.n_sources = 1
         self.models: dict[ModelKey, MergedModel] = {}
         self.invalid: dict[str, int] = {}  # invalid records per model name, for its next window
-        self.unprofiled = Unprofiled(config.max_unprofiled_keys)
+        self.unprofiled = Unprofiled(config.max_no_profile_alerts)
         self.duplicates = 0  # partials received again (a restarted stage one resends them)
         self.late_partials = 0  # partials of a window already evaluated
         self.windows = 0
