@@ -121,3 +121,4 @@ def test_chi2_p_is_uniform_without_drift_even_when_training_is_small(
 
 def test_tvd_is_half_l1() -> None:
     assert tvd(np.array([1, 1]), np.array([1, 0])) == pytest.approx(0.5)
+

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from monitor.errors import ProfileError, UsageError
+from monitor.ingest.fast_decode import FastDecoder
+from monitor.ingest.schema import Kind
 from monitor.profile.model import Profile
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ class ProfileStore:
         # replaced since are still evaluated against it (bounded: a few per model and version).
         self._by_id: dict[str, Profile] = {}
         self.errors: dict[Path, str] = {}
+        self._decoder: FastDecoder | None = None
         self.refresh()
 
     def refresh(self) -> list[Profile]:
@@ -62,7 +66,11 @@ class ProfileStore:
             del self._files[path]
             self._by_file.pop(path, None)
             self.errors.pop(path, None)
-        self._by_key = {(p.model, p.version): p for _, p in sorted(self._by_file.items())}
+        by_key = {(p.model, p.version): p for _, p in sorted(self._by_file.items())}
+        if by_key.keys() != self._by_key.keys() or any(
+                p is not self._by_key[k] for k, p in by_key.items()):
+            self._decoder = None
+        self._by_key = by_key
         for profile in changed:
             self._by_id[profile.profile_id] = profile
         self._forget_old()
@@ -80,11 +88,40 @@ class ProfileStore:
         """A profile served since start (current or replaced), by its id."""
         return self._by_id.get(profile_id)
 
+    def decoder(self) -> FastDecoder:
+        """The fast decoder of the current profiles' records (rebuilt when they change)."""
+        if self._decoder is None:
+            self._decoder = FastDecoder(schemas(self._by_key.values()))
+        return self._decoder
+
     def get(self, model: str, version: str) -> Profile | None:
         return self._by_key.get((model, version))
+
+    def keys(self) -> list[tuple[str, str]]:
+        """(model, version) of every current profile."""
+        return list(self._by_key)
 
     def __call__(self, model: str, version: str) -> Profile | None:
         return self.get(model, version)
 
     def __len__(self) -> int:
         return len(self._by_key)
+
+
+def schemas(profiles: Iterable[Profile]) -> dict[str, dict[str, Kind]]:
+    """Model -> feature -> kind over every version; a name whose kind differs between versions
+    is categorical here (read as any scalar, never typed as a number).
+
+    >>> from monitor.profile.model import FeatureProfile
+    >>> from monitor.summaries import NumericSummary
+    >>> f = FeatureProfile("x", Kind.NUMERIC, NumericSummary())
+    >>> schemas([Profile("m", "1", {"x": f})])
+    {'m': {'x': <Kind.NUMERIC: 'numeric'>}}
+    """
+    out: dict[str, dict[str, Kind]] = {}
+    for profile in profiles:
+        kinds = out.setdefault(profile.model, {})
+        for name, feature in profile.features.items():
+            kinds[name] = feature.kind if kinds.get(name, feature.kind) is feature.kind \
+                else Kind.CATEGORICAL
+    return out

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.ingest.records import ModelKey, parse_messages
+from monitor.profile.store import ProfileStore
 from monitor.service.runner import Step
 from monitor.service.state_store import Loaded
 from monitor.stream.folder import PartitionFolder
@@ -72,7 +73,9 @@ class FoldProcessor:
             return Step()
         raws = [r.value if isinstance(r.value, bytes) else b"" if r.value is None
                 else bytes(r.value) for r in fresh]
-        batch = parse_messages(raws)
+        profiles = self.folder.profiles
+        batch = parse_messages(raws, profiles.decoder() if isinstance(profiles, ProfileStore)
+                               else None)
         late_before = sum(self.folder.counts.late.values())
         refused = self.folder.fold(batch, [r.offset for r in fresh], wall)
         self.session["records_processed"] += batch.valid_count - len(refused)

@@ -14,6 +14,7 @@ with the same settings: they share the partitions of both topics.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -40,6 +41,7 @@ from monitor.service.topics import MAX_STATE_BYTES, Topics, ensure_topics
 from monitor.stream.config import EngineConfig
 from monitor.stream.folder import PartitionFolder
 from monitor.stream.merger import WindowMerger
+from monitor.stream.replay import GC_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +244,10 @@ def run_worker(settings: Settings) -> int:
                                                     settings.reports_topic) if t))
     worker = DriftWorker(settings, topics)
     log.info("%d profiles loaded from %s", len(worker.store), settings.profiles)
+    # A batch allocates hundreds of thousands of short-lived objects: collect less often, and
+    # never walk again what start-up made (monitor.stream.replay does the same).
+    gc.freeze()
+    gc.set_threshold(max(gc.get_threshold()[0], GC_THRESHOLD), *gc.get_threshold()[1:])
     faust_worker = faust.Worker(worker.app, loglevel="INFO")
     code = 0
     try:
