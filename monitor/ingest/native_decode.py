@@ -12,8 +12,10 @@ and adversarial batches as the reference does, bit for bit.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, BinaryIO
+
+import numpy as np
 
 from monitor.ingest.native_group import NativeGroup, join
 from monitor.ingest.schema import Kind
@@ -24,6 +26,7 @@ except ImportError:  # not built: the msgspec decoder serves
     drift_native = None
 
 ENV = "DRIFT_MONITOR_NATIVE"
+BLOCK_BYTES = 4 << 20  # JSONL read this much at a time
 ModelKey = tuple[str, str]
 _KIND_CODES = {Kind.NUMERIC: 0, Kind.CATEGORICAL: 1, Kind.TEXT: 2}
 
@@ -50,9 +53,13 @@ class NativeDecoder:
                ) -> tuple[dict[ModelKey, Any], list[int]]:
         """Groups of the records it accepts, and the positions of the messages it leaves to
         the reference path (in order). `latest`: the newest acceptable `ts`."""
-        if not set(map(type, messages)) <= {bytes}:
-            messages = [bytes(m) for m in messages]
-        found, refused = self._decoder.decode(messages, latest)
+        if isinstance(messages, LineBatch):
+            found, refused = self._decoder.decode_spans(messages.buffer, messages.spans.tobytes(),
+                                                        latest)
+        else:
+            if not set(map(type, messages)) <= {bytes}:
+                messages = [bytes(m) for m in messages]
+            found, refused = self._decoder.decode(messages, latest)
         groups: dict[ModelKey, Any] = {}
         repeated = False
         for model, version, ts, index, columns in found:
@@ -68,3 +75,46 @@ class NativeDecoder:
         if repeated:  # first appearance order, as the reference path
             groups = dict(sorted(groups.items(), key=lambda kv: int(kv[1].index[0])))
         return groups, refused
+
+
+class LineBatch(Sequence[bytes]):
+    """Lines of a JSONL file held in one buffer (`spans`: start and end of each): the compiled
+    decoder reads them where they are; a line is made into bytes only when asked for (the few
+    the reference path reads)."""
+
+    __slots__ = ("buffer", "spans")
+
+    def __init__(self, buffer: bytes, spans: np.ndarray) -> None:
+        self.buffer = buffer
+        self.spans = spans  # (n, 2) uint64
+
+    def __len__(self) -> int:
+        return int(self.spans.shape[0])
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        start, end = self.spans[i].tolist()
+        return self.buffer[start:end]
+
+
+def line_batches(fh: BinaryIO, lines: int) -> Iterator[LineBatch]:
+    """Batches of `lines` non-blank lines (the last may hold fewer), each line with its newline,
+    as `for line in fh` gives them."""
+    split = drift_native.split_lines
+    buffer = b""
+    start = 0
+    last = False
+    while not last:
+        block = fh.read(BLOCK_BYTES)
+        last = not block
+        buffer = buffer[start:] + block
+        start = 0
+        while True:
+            spans, end = split(buffer, start, lines, last)
+            found = np.frombuffer(spans, dtype=np.uint64).reshape(-1, 2)
+            if len(found) == lines or (last and len(found)):
+                yield LineBatch(buffer, found)
+                start = end
+            else:
+                break  # the rest waits for the next block

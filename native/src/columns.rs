@@ -7,18 +7,12 @@
 //! of the batch's distinct values.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::json::{bytes_of, Num, S, V};
+use crate::json::{bytes_of, S, STR, V};
 use crate::text;
 
-pub const MISSING: u8 = 0;
-pub const NULL: u8 = 1;
-pub const FALSE: u8 = 2;
-pub const TRUE: u8 = 3;
-pub const INT: u8 = 4;
-pub const FLOAT: u8 = 5;
-pub const STR: u8 = 6;
-pub const NESTED: u8 = 7;
+pub const MISSING: u8 = 0; // the other tags: json.rs
 
 pub const TEXT: u8 = 2; // the kind code of a text feature (0 numeric, 1 categorical)
 
@@ -30,7 +24,7 @@ pub struct Column {
     // strings of other features: a code per slot (-1: none) into `words`
     pub codes: Vec<i32>,
     pub words: Vec<Box<[u8]>>,
-    lookup: HashMap<Box<[u8]>, i32>,
+    lookup: HashMap<Box<[u8]>, i32, BuildHasherDefault<Fx>>,
     // strings of a text feature
     pub buf: Vec<u8>,
     pub starts: Vec<u64>,
@@ -41,16 +35,20 @@ pub struct Column {
 }
 
 impl Column {
-    pub fn new(text: bool, rows: usize) -> Self {
-        let mut c = Column { text, ..Default::default() };
-        for _ in 0..rows {
-            c.push_missing();
+    pub fn new(text: bool) -> Self {
+        Column { text, ..Default::default() }
+    }
+
+    /// Pads the column with missing slots up to `rows` slots.
+    #[inline]
+    pub fn fill_to(&mut self, rows: usize) {
+        while self.tags.len() < rows {
+            self.push_missing();
         }
-        c
     }
 
     #[inline]
-    pub fn push_missing(&mut self) {
+    fn push_missing(&mut self) {
         self.tags.push(MISSING);
         self.raw.push(0);
         if self.text {
@@ -64,19 +62,13 @@ impl Column {
         }
     }
 
-    /// Sets the last slot (pushed missing) to `v`.
+    /// Sets slot `row` (the column is filled to it) to `v`.
     #[inline]
-    pub fn set_last(&mut self, v: V, message: &[u8], arena: &[u8]) {
-        let row = self.tags.len() - 1;
-        let (tag, raw) = match v {
-            V::Null => (NULL, 0),
-            V::Bool(false) => (FALSE, 0),
-            V::Bool(true) => (TRUE, 0),
-            V::Num(Num::Int(i)) => (INT, i as u64),
-            V::Num(Num::Float(f)) => (FLOAT, f.to_bits()),
-            V::Nested => (NESTED, 0),
-            V::Str(s) => {
-                let b = bytes_of(s, message, arena);
+    pub fn set(&mut self, row: usize, v: V, message: &[u8], arena: &[u8]) {
+        self.fill_to(row + 1);
+        if v.tag == STR {
+            {
+                let b = bytes_of(v.s, message, arena);
                 if self.text {
                     let (lens, tokens) = text::measure(b);
                     self.starts[row] = self.buf.len() as u64;
@@ -88,11 +80,10 @@ impl Column {
                 } else {
                     self.codes[row] = self.code(b);
                 }
-                (STR, 0)
             }
-        };
-        self.tags[row] = tag;
-        self.raw[row] = raw;
+        }
+        self.tags[row] = v.tag;
+        self.raw[row] = v.bits;
     }
 
     #[inline]
@@ -104,6 +95,42 @@ impl Column {
         self.words.push(b.into());
         self.lookup.insert(b.into(), c);
         c
+    }
+}
+
+/// FxHash (rustc's): fast on short strings; the maps it serves live for one batch.
+#[derive(Default)]
+pub struct Fx(u64);
+
+impl Hasher for Fx {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap()));
+        }
+        let mut last = 0u64;
+        for (k, &b) in chunks.remainder().iter().enumerate() {
+            last |= (b as u64) << (8 * k);
+        }
+        self.add(last);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Fx {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
 }
 
@@ -158,12 +185,8 @@ pub enum VersionKey {
 impl Group {
     pub fn new(schema: usize, version: VersionKey, s: &Schema) -> Self {
         Group { schema, version, ts: Vec::new(), index: Vec::new(),
-                columns: s.text.iter().map(|&t| Column::new(t, 0)).collect(),
+                columns: s.text.iter().map(|&t| Column::new(t)).collect(),
                 extra_names: Vec::new(), extra: HashMap::new() }
-    }
-
-    pub fn len(&self) -> usize {
-        self.ts.len()
     }
 
     /// The column of an output the schema does not name (None: too many such names).
@@ -177,8 +200,7 @@ impl Group {
         let j = base + self.extra_names.len();
         self.extra.insert(name.into(), j);
         self.extra_names.push(name.into());
-        let rows = self.len();
-        self.columns.push(Column::new(false, rows));
+        self.columns.push(Column::new(false));
         Some(j)
     }
 
@@ -190,17 +212,25 @@ impl Group {
         self.extra_names.len()
     }
 
-    /// A new row, every column missing in it.
+    /// A new row, every column missing in it until `set`.
     pub fn push_row(&mut self, ts: f64, index: i64) {
         self.ts.push(ts);
         self.index.push(index);
-        for c in &mut self.columns {
-            c.push_missing();
-        }
     }
 
+    /// Sets the last row's value of `column`.
+    #[inline]
     pub fn set(&mut self, column: usize, v: V, message: &[u8], arena: &[u8]) {
-        self.columns[column].set_last(v, message, arena);
+        let row = self.ts.len() - 1;
+        self.columns[column].set(row, v, message, arena);
+    }
+
+    /// Every column filled to the group's rows (after the last record).
+    pub fn finish(&mut self) {
+        let rows = self.ts.len();
+        for c in &mut self.columns {
+            c.fill_to(rows);
+        }
     }
 
     pub fn name_bytes<'a>(&'a self, s: &'a Schema, j: usize) -> &'a [u8] {

@@ -13,10 +13,11 @@ pub struct Refuse;
 pub type R<T> = Result<T, Refuse>;
 
 /// A string's bytes: a range of the message (no escapes) or of the arena (unescaped).
-#[derive(Clone, Copy, Debug)]
-pub enum S {
-    In(u32, u32),
-    Arena(u32, u32),
+#[derive(Clone, Copy, Debug, Default)]
+pub struct S {
+    pub arena: bool,
+    pub a: u32,
+    pub b: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -25,14 +26,46 @@ pub enum Num {
     Float(f64),
 }
 
-/// A scalar value, or any object or array (`Nested`: a mismatch for every kind of feature).
+pub const NULL: u8 = 1;
+pub const FALSE: u8 = 2;
+pub const TRUE: u8 = 3;
+pub const INT: u8 = 4;
+pub const FLOAT: u8 = 5;
+pub const STR: u8 = 6;
+pub const NESTED: u8 = 7; // any object or array: a mismatch for every kind of feature
+
+/// A value: its tag (above), the bits of an int or a double, the bytes of a string. A plain
+/// struct, every field written: cheap to return and to copy.
 #[derive(Clone, Copy, Debug)]
-pub enum V {
-    Null,
-    Bool(bool),
-    Num(Num),
-    Str(S),
-    Nested,
+pub struct V {
+    pub tag: u8,
+    pub bits: u64,
+    pub s: S,
+}
+
+impl V {
+    #[inline]
+    pub fn of(tag: u8) -> V {
+        V { tag, bits: 0, s: S::default() }
+    }
+
+    #[inline]
+    pub fn num(n: Num) -> V {
+        match n {
+            Num::Int(i) => V { tag: INT, bits: i as u64, s: S::default() },
+            Num::Float(f) => V { tag: FLOAT, bits: f.to_bits(), s: S::default() },
+        }
+    }
+
+    #[inline]
+    pub fn int(&self) -> i64 {
+        self.bits as i64
+    }
+
+    #[inline]
+    pub fn float(&self) -> f64 {
+        f64::from_bits(self.bits)
+    }
 }
 
 pub struct Scanner<'a> {
@@ -105,16 +138,29 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string (at its opening quote, after whitespace); escapes are decoded into `arena`.
+    /// Non-ASCII bytes must be valid UTF-8 (checked per string that has any).
+    #[inline]
     pub fn string(&mut self, arena: &mut Vec<u8>) -> R<S> {
         self.eat(b'"')?;
         let start = self.i;
         let b = self.b;
         let mut i = self.i;
-        while i < b.len() {
-            let c = b[i];
+        let mut ascii = true;
+        loop {
+            while i + 8 <= b.len() {
+                let x = u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+                if special(x) != 0 {
+                    break;
+                }
+                i += 8;
+            }
+            let c = *b.get(i).ok_or(Refuse)?;
             if c == b'"' {
                 self.i = i + 1;
-                return Ok(S::In(start as u32, i as u32));
+                if !ascii {
+                    utf8(&b[start..i])?;
+                }
+                return Ok(S { arena: false, a: start as u32, b: i as u32 });
             }
             if c == b'\\' {
                 break;
@@ -122,10 +168,8 @@ impl<'a> Scanner<'a> {
             if c < 0x20 {
                 return Err(Refuse);
             }
+            ascii &= c < 0x80;
             i += 1;
-        }
-        if i >= b.len() {
-            return Err(Refuse);
         }
         let a0 = arena.len();
         arena.extend_from_slice(&b[start..i]);
@@ -134,7 +178,10 @@ impl<'a> Scanner<'a> {
             match c {
                 b'"' => {
                     self.i = i + 1;
-                    return Ok(S::Arena(a0 as u32, arena.len() as u32));
+                    if !ascii {
+                        utf8(&arena[a0..])?;
+                    }
+                    return Ok(S { arena: true, a: a0 as u32, b: arena.len() as u32 });
                 }
                 b'\\' => {
                     let e = *b.get(i + 1).ok_or(Refuse)?;
@@ -173,6 +220,7 @@ impl<'a> Scanner<'a> {
                 }
                 c if c < 0x20 => return Err(Refuse),
                 _ => {
+                    ascii &= c < 0x80;
                     arena.push(c);
                     i += 1;
                 }
@@ -182,32 +230,49 @@ impl<'a> Scanner<'a> {
     }
 
     /// A number (after whitespace): an integer without fraction or exponent (within 64 bits),
-    /// else a finite double, rounded correctly as Python's `float()` rounds.
+    /// else a finite double, rounded correctly as Python's `float()` rounds. One pass reads the
+    /// digits; most doubles need no second (`exact_float`).
+    #[inline]
     pub fn number(&mut self) -> R<Num> {
         let b = self.b;
         let start = self.i;
         let mut i = start;
         let neg = b.get(i) == Some(&b'-');
-        if neg {
-            i += 1;
-        }
-        let d0 = i;
+        i += neg as usize;
+        let mut m: u64 = 0; // the digits as an integer (wrapping: trusted while nd <= 19)
+        let mut nd: u32 = 0; // significant digits (from the first non-zero one)
         match b.get(i) {
             Some(b'0') => i += 1,
             Some(b'1'..=b'9') => {
-                while i < b.len() && b[i].is_ascii_digit() {
+                while let Some(&c) = b.get(i) {
+                    let d = c.wrapping_sub(b'0');
+                    if d > 9 {
+                        break;
+                    }
+                    m = m.wrapping_mul(10).wrapping_add(d as u64);
+                    nd += 1;
                     i += 1;
                 }
             }
             _ => return Err(Refuse),
         }
-        let digits_end = i;
+        let int_digits = nd;
+        let mut scale: i32 = 0;
         let mut float = false;
         if b.get(i) == Some(&b'.') {
             float = true;
             i += 1;
             let f0 = i;
-            while i < b.len() && b[i].is_ascii_digit() {
+            while let Some(&c) = b.get(i) {
+                let d = c.wrapping_sub(b'0');
+                if d > 9 {
+                    break;
+                }
+                if m != 0 || d != 0 {
+                    m = m.wrapping_mul(10).wrapping_add(d as u64);
+                    nd += 1;
+                }
+                scale -= 1;
                 i += 1;
             }
             if i == f0 {
@@ -217,41 +282,53 @@ impl<'a> Scanner<'a> {
         if matches!(b.get(i), Some(b'e') | Some(b'E')) {
             float = true;
             i += 1;
+            let eneg = b.get(i) == Some(&b'-');
             if matches!(b.get(i), Some(b'+') | Some(b'-')) {
                 i += 1;
             }
             let e0 = i;
-            while i < b.len() && b[i].is_ascii_digit() {
+            let mut e: i32 = 0;
+            while let Some(&c) = b.get(i) {
+                let d = c.wrapping_sub(b'0');
+                if d > 9 {
+                    break;
+                }
+                e = (e * 10 + d as i32).min(100_000);
                 i += 1;
             }
             if i == e0 {
                 return Err(Refuse);
             }
+            scale += if eneg { -e } else { e };
         }
         self.i = i;
         if float {
+            if nd <= 19 && m <= 1 << 53 && (-22..=22).contains(&scale) {
+                let v = if scale >= 0 {
+                    m as f64 * POW10[scale as usize]
+                } else {
+                    m as f64 / POW10[(-scale) as usize]
+                };
+                return Ok(Num::Float(if neg { -v } else { v }));
+            }
             // ASCII digits, signs, '.', 'e': valid UTF-8
             let text = std::str::from_utf8(&b[start..i]).map_err(|_| Refuse)?;
             let v: f64 = text.parse().map_err(|_| Refuse)?;
             return if v.is_finite() { Ok(Num::Float(v)) } else { Err(Refuse) };
         }
-        if digits_end - d0 > 19 {
-            return Err(Refuse);
-        }
-        let mut acc: u64 = 0;
-        for &c in &b[d0..digits_end] {
-            acc = acc.checked_mul(10).ok_or(Refuse)?.checked_add((c - b'0') as u64).ok_or(Refuse)?;
+        if int_digits > 19 {
+            return Err(Refuse); // beyond 64 bits (19 digits never wrap)
         }
         if neg {
-            if acc > (1u64 << 63) {
+            if m > 1 << 63 {
                 return Err(Refuse);
             }
-            Ok(Num::Int((acc as i64).wrapping_neg()))
+            Ok(Num::Int((m as i64).wrapping_neg()))
         } else {
-            if acc > i64::MAX as u64 {
+            if m > i64::MAX as u64 {
                 return Err(Refuse);
             }
-            Ok(Num::Int(acc as i64))
+            Ok(Num::Int(m as i64))
         }
     }
 
@@ -265,19 +342,20 @@ impl<'a> Scanner<'a> {
     }
 
     /// A scalar, or a validated object or array read as `Nested`.
+    #[inline(always)]
     pub fn value(&mut self, arena: &mut Vec<u8>, depth: u32) -> R<V> {
         match self.peek()? {
-            b'"' => Ok(V::Str(self.string(arena)?)),
-            b'n' => self.literal(b"null").map(|_| V::Null),
-            b't' => self.literal(b"true").map(|_| V::Bool(true)),
-            b'f' => self.literal(b"false").map(|_| V::Bool(false)),
+            b'"' => Ok(V { tag: STR, bits: 0, s: self.string(arena)? }),
+            b'n' => self.literal(b"null").map(|_| V::of(NULL)),
+            b't' => self.literal(b"true").map(|_| V::of(TRUE)),
+            b'f' => self.literal(b"false").map(|_| V::of(FALSE)),
             b'{' | b'[' => {
                 let mark = arena.len();
                 self.skip(arena, depth)?;
                 arena.truncate(mark);
-                Ok(V::Nested)
+                Ok(V::of(NESTED))
             }
-            _ => Ok(V::Num(self.number()?)),
+            _ => Ok(V::num(self.number()?)),
         }
     }
 
@@ -317,6 +395,21 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// Non-zero when a byte of `x` is '"', '\\', a control character or not ASCII.
+#[inline]
+fn special(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = x ^ (ONES * b'"' as u64);
+    let slash = x ^ (ONES * b'\\' as u64);
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    zero(quote) | zero(slash) | (x.wrapping_sub(ONES * 0x20) & !x & HIGH) | (x & HIGH)
+}
+
+fn utf8(b: &[u8]) -> R<()> {
+    std::str::from_utf8(b).map(|_| ()).map_err(|_| Refuse)
+}
+
 fn hex4(b: &[u8], i: usize) -> R<u32> {
     let digits = b.get(i..i + 4).ok_or(Refuse)?;
     let mut v = 0u32;
@@ -332,13 +425,33 @@ fn hex4(b: &[u8], i: usize) -> R<u32> {
     Ok(v)
 }
 
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
 /// The bytes of a string found by the scanner.
 #[inline]
 pub fn bytes_of<'x>(s: S, message: &'x [u8], arena: &'x [u8]) -> &'x [u8] {
-    match s {
-        S::In(a, b) => &message[a as usize..b as usize],
-        S::Arena(a, b) => &arena[a as usize..b as usize],
+    let from = if s.arena { arena } else { message };
+    &from[s.a as usize..s.b as usize]
+}
+
+/// Byte strings equal (short ones compared in words, not through memcmp).
+#[inline]
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
     }
+    if (8..=16).contains(&n) {
+        let w = |x: &[u8], k: usize| u64::from_le_bytes(x[k..k + 8].try_into().unwrap());
+        return w(a, 0) == w(b, 0) && w(a, n - 8) == w(b, n - 8);
+    }
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    a == b
 }
 
 /// Characters (code points) of valid UTF-8.

@@ -15,6 +15,7 @@ mod text;
 
 use std::collections::HashMap;
 
+use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
 
@@ -68,16 +69,37 @@ impl Decoder {
     fn decode<'py>(&self, py: Python<'py>, messages: Vec<Bound<'py, PyBytes>>, latest: f64)
                    -> PyResult<(Bound<'py, PyList>, Vec<usize>)> {
         let slices: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
-        let batch = py.allow_threads(|| self.parse(&slices, latest));
+        self.decode_slices(py, &slices, latest)
+    }
+
+    /// As `decode`, of the messages at `spans` of `buffer` (pairs of native u64: start, end;
+    /// `split_lines` makes them).
+    fn decode_spans<'py>(&self, py: Python<'py>, buffer: Bound<'py, PyBytes>,
+                         spans: Bound<'py, PyBytes>, latest: f64)
+                         -> PyResult<(Bound<'py, PyList>, Vec<usize>)> {
+        let buf = buffer.as_bytes();
+        let slices: Vec<&[u8]> = spans.as_bytes().chunks_exact(16)
+            .map(|c| {
+                let a = u64::from_ne_bytes(c[..8].try_into().unwrap()) as usize;
+                let b = u64::from_ne_bytes(c[8..].try_into().unwrap()) as usize;
+                buf.get(a..b).ok_or_else(|| pyo3::exceptions::PyValueError::new_err("bad span"))
+            })
+            .collect::<PyResult<_>>()?;
+        self.decode_slices(py, &slices, latest)
+    }
+}
+
+impl Decoder {
+    fn decode_slices<'py>(&self, py: Python<'py>, slices: &[&[u8]], latest: f64)
+                          -> PyResult<(Bound<'py, PyList>, Vec<usize>)> {
+        let batch = py.allow_threads(|| self.parse(slices, latest));
         let groups = PyList::empty(py);
         for g in &batch.groups {
             groups.append(self.group_to_py(py, g)?)?;
         }
         Ok((groups, batch.refused))
     }
-}
 
-impl Decoder {
     fn parse(&self, messages: &[&[u8]], latest: f64) -> Batch {
         let mut w = Work {
             arena: Vec::new(),
@@ -90,19 +112,19 @@ impl Decoder {
             by_key: HashMap::new(),
             last: usize::MAX,
         };
-        let mut groups = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
         let mut refused = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             if self.message(m, i, latest, &mut w, &mut groups).is_err() {
                 refused.push(i);
             }
         }
+        groups.iter_mut().for_each(Group::finish);
         Batch { groups, refused }
     }
 
     fn message(&self, m: &[u8], index: usize, latest: f64, w: &mut Work,
                groups: &mut Vec<Group>) -> R<()> {
-        std::str::from_utf8(m).map_err(|_| Refuse)?;
         w.arena.clear();
         let mut sc = Scanner::new(m);
         let mut n = 0;
@@ -162,7 +184,7 @@ impl Decoder {
         for (pos, (s, _)) in rec.features.iter().enumerate() {
             let name = bytes_of(*s, m, &w.arena);
             let j = match order.get(pos) {
-                Some(&j) if schema.names[j].as_bytes() == name => j,
+                Some(&j) if json::same(schema.names[j].as_bytes(), name) => j,
                 _ => {
                     let j = *schema.features.get(name).ok_or(Refuse)?;
                     if pos < order.len() {
@@ -247,7 +269,7 @@ impl Decoder {
             }
             Prediction::Object(a, b) => {
                 let j = output_column(schema, group, b"prediction");
-                group.set(j, json::V::Nested, m, &w.arena);
+                group.set(j, json::V::of(json::NESTED), m, &w.arena);
                 for (s, v) in &rec.outputs[a..b] {
                     w.name.clear();
                     w.name.extend_from_slice(b"prediction.");
@@ -315,6 +337,91 @@ fn bytes<'py, T: Copy>(py: Python<'py>, v: &[T]) -> Bound<'py, PyBytes> {
     PyBytes::new(py, b)
 }
 
+/// The non-blank lines of `buffer` from `start`, at most `limit` of them, as (start, end) pairs
+/// of native u64 (a line ends after its newline; blank: only what `bytes.strip()` strips), and
+/// where reading stopped. Without `last`, the text after the last newline is left unread.
+#[pyfunction]
+fn split_lines<'py>(py: Python<'py>, buffer: Bound<'py, PyBytes>, start: usize, limit: usize,
+                    last: bool) -> (Bound<'py, PyBytes>, usize) {
+    let b = buffer.as_bytes();
+    let mut spans: Vec<u64> = Vec::new();
+    let mut i = start.min(b.len());
+    while spans.len() < 2 * limit && i < b.len() {
+        let end = match memchr::memchr(b'\n', &b[i..]) {
+            Some(k) => i + k + 1,
+            None if last => b.len(),
+            None => break,
+        };
+        if b[i..end].iter().any(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)) {
+            spans.push(i as u64);
+            spans.push(end as u64);
+        }
+        i = end;
+    }
+    (bytes(py, &spans), i)
+}
+
+/// `numpy.searchsorted(edges, values, side="right")` for sorted `edges` (at most 65,535) and
+/// values that are not NaN: per value, how many edges are at or below it (a branchless binary
+/// search: numpy's branches mispredict on unsorted values). Native uint16 bytes.
+#[pyfunction]
+fn bins<'py>(py: Python<'py>, edges: PyBuffer<f64>, values: PyBuffer<f64>)
+             -> PyResult<Bound<'py, PyBytes>> {
+    let (Some(e), Some(v)) = (edges.as_slice(py), values.as_slice(py)) else {
+        return Err(pyo3::exceptions::PyValueError::new_err("arrays must be contiguous"));
+    };
+    if e.len() > u16::MAX as usize {
+        return Err(pyo3::exceptions::PyValueError::new_err("too many edges"));
+    }
+    // ReadOnlyCell<f64> is a transparent f64 read while the caller holds the arrays
+    let e: &[f64] = unsafe { std::slice::from_raw_parts(e.as_ptr() as *const f64, e.len()) };
+    let v: &[f64] = unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f64, v.len()) };
+    PyBytes::new_with(py, 2 * v.len(), |out| {
+        at_or_below(e, v, out);
+        Ok(())
+    })
+}
+
+/// Per value, how many of the sorted `e` are at or below it: a binary search whose steps depend
+/// only on e's length (no branch on the data to mispredict), four values at a time.
+fn at_or_below(e: &[f64], v: &[f64], out: &mut [u8]) {
+    let out: &mut [u16] = unsafe {
+        std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u16, v.len())
+    };
+    if e.is_empty() {
+        out.fill(0);
+        return;
+    }
+    let mut chunks = v.chunks_exact(4);
+    let mut k = 0;
+    for c in &mut chunks {
+        let mut base = [0usize; 4];
+        let mut n = e.len();
+        while n > 1 {
+            let half = n / 2;
+            for j in 0..4 {
+                base[j] = if e[base[j] + half] <= c[j] { base[j] + half } else { base[j] };
+            }
+            n -= half;
+        }
+        for j in 0..4 {
+            out[k + j] = (base[j] + (e[base[j]] <= c[j]) as usize) as u16;
+        }
+        k += 4;
+    }
+    for &x in chunks.remainder() {
+        let mut base = 0usize;
+        let mut n = e.len();
+        while n > 1 {
+            let half = n / 2;
+            base = if e[base + half] <= x { base + half } else { base };
+            n -= half;
+        }
+        out[k] = (base + (e[base] <= x) as usize) as u16;
+        k += 1;
+    }
+}
+
 /// Python's `str.isspace()` code points as this module knows them (for the tests).
 #[pyfunction]
 fn space_code_points() -> Vec<u32> {
@@ -337,6 +444,8 @@ fn parse_iso(s: &str) -> Option<f64> {
 fn drift_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
     m.add_function(wrap_pyfunction!(space_code_points, m)?)?;
+    m.add_function(wrap_pyfunction!(split_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(bins, m)?)?;
     m.add_function(wrap_pyfunction!(measure, m)?)?;
     m.add_function(wrap_pyfunction!(parse_iso, m)?)?;
     Ok(())

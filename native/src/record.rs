@@ -3,7 +3,7 @@
 //! that decides whether the record is valid. A record this cannot vouch for is `Refuse`.
 
 use crate::iso;
-use crate::json::{bytes_of, chars, Num, Refuse, Scanner, R, S, V};
+use crate::json::{bytes_of, chars, Refuse, Scanner, FLOAT, INT, NULL, R, S, STR, V};
 
 pub const MAX_NAME_CHARS: usize = 200;
 pub const WIDE_RECORD_NAMES: usize = 1_000;
@@ -73,28 +73,30 @@ pub fn read(sc: &mut Scanner, arena: &mut Vec<u8>, rec: &mut Rec, latest: f64) -
         seen |= field;
         match field {
             MODEL => match sc.value(arena, 1)? {
-                V::Str(s) => rec.model = Some(s),
+                v if v.tag == STR => rec.model = Some(v.s),
                 _ => return Err(Refuse),
             },
             VERSION => {
-                rec.version = Some(match sc.value(arena, 1)? {
-                    V::Str(s) => {
-                        let n = chars(bytes_of(s, sc.b, arena));
+                let v = sc.value(arena, 1)?;
+                rec.version = Some(match v.tag {
+                    STR => {
+                        let n = chars(bytes_of(v.s, sc.b, arena));
                         if n == 0 || n > MAX_NAME_CHARS {
                             return Err(Refuse);
                         }
-                        Version::Str(s)
+                        Version::Str(v.s)
                     }
-                    V::Num(Num::Int(v)) => Version::Int(v),
-                    V::Num(Num::Float(v)) => Version::Float(v),
+                    INT => Version::Int(v.int()),
+                    FLOAT => Version::Float(v.float()),
                     _ => return Err(Refuse),
                 })
             }
             TS => {
-                rec.ts = match sc.value(arena, 1)? {
-                    V::Num(Num::Int(v)) => v as f64,
-                    V::Num(Num::Float(v)) => v,
-                    V::Str(s) => iso::parse(bytes_of(s, sc.b, arena)).ok_or(Refuse)?,
+                let v = sc.value(arena, 1)?;
+                rec.ts = match v.tag {
+                    INT => v.int() as f64,
+                    FLOAT => v.float(),
+                    STR => iso::parse(bytes_of(v.s, sc.b, arena)).ok_or(Refuse)?,
                     _ => return Err(Refuse),
                 };
                 if !(rec.ts <= latest) {
@@ -123,7 +125,7 @@ pub fn read(sc: &mut Scanner, arena: &mut Vec<u8>, rec: &mut Rec, latest: f64) -
                         }
                     }
                     _ => match sc.value(arena, 1)? {
-                        V::Null => Prediction::Missing,
+                        v if v.tag == NULL => Prediction::Missing,
                         v => Prediction::Scalar(v),
                     },
                 }
@@ -141,6 +143,7 @@ pub fn read(sc: &mut Scanner, arena: &mut Vec<u8>, rec: &mut Rec, latest: f64) -
 }
 
 /// The members of an object whose `{` was consumed (and is not empty), up to its `}`.
+#[inline(always)]
 fn members(sc: &mut Scanner, arena: &mut Vec<u8>, out: &mut Vec<(S, V)>) -> R<()> {
     loop {
         sc.ws();
