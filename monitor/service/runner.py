@@ -10,6 +10,12 @@ the consumer's heartbeats go on), and performs what it decides, in this order:
    a restart would send again;
 3. the outbox (partials, alerts, points), then the processor forgets what was delivered.
 
+When Kafka fails any of these (a broker restarting, a leader moving), nothing is lost: the dead
+letters and the models taken for the checkpoint are kept, the slot owes a checkpoint before it
+may deliver anything, and the runner tries again with backoff (`Backoff`) while records go on
+being folded in memory. A partition whose checkpoint cannot be loaded is paused and loaded again
+on the next ticks; until then it reads nothing.
+
 A checkpoint is written only while the partition is still ours in the group generation that
 loaded it; a worker that lost it (a zombie) drops the partition instead. Consumer offsets are
 committed up to checkpointed offsets, an optimisation for lag tools: positions come from the
@@ -29,9 +35,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from monitor.ingest.records import ModelKey
-from monitor.service.state_store import Loaded, StateStore
+from monitor.service.backoff import Backoff
+from monitor.service.state_store import Loaded, StateReadTimeout, StateStore
 
 log = logging.getLogger(__name__)
+
+KAFKA_BACKOFF_SECONDS = (0.5, 10.0)  # first and longest wait after a failed Kafka write or read
+TRANSIENT = (KafkaError, StateReadTimeout)  # tried again; anything else stops the worker
 
 
 @dataclass
@@ -66,6 +76,10 @@ class Slot:
     checkpointed: int = -1  # input offset of the last checkpoint
     last_checkpoint: float = field(default_factory=time.monotonic)
     unsaved: bool = False  # records folded in since the last checkpoint
+    owed: bool = False  # the outbox holds what no checkpoint covers yet: checkpoint first
+    letters: list[Any] = field(default_factory=list)  # dead letters not acknowledged yet
+    dirty: set[ModelKey] = field(default_factory=set)  # models taken, not saved yet
+    log_start: int = 0  # first offset still in the input partition (for the lag)
 
 
 NewProcessor = Callable[[int, Loaded | None], Processor]
@@ -89,11 +103,16 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         self.batch_size = batch_size
         self.checkpoint_interval = checkpoint_interval
         self.commit_interval = commit_interval
+        self.group = str(consumer_config.get("group_id"))
+        self.joined = False  # an assignment (even an empty one) came since the consumer started
         self.slots: dict[int, Slot] = {}
+        self.unloaded: dict[int, int] = {}  # assigned partitions whose load failed -> generation
         self.consumer: AIOKafkaConsumer | None = None
         self.fetched: set[int] = set()
         self.checkpoint_bytes = 0  # size of the last checkpoint written
         self.fenced = 0  # checkpoints refused because the partition was no longer ours
+        self.backoff = Backoff(*KAFKA_BACKOFF_SECONDS)  # Kafka writes (checkpoints, deliveries)
+        self.last_error = ""  # the last Kafka failure, while the runner is failing
         self._parked: dict[int, tuple[Slot, int]] = {}  # revoked slots, kept for one generation
         self.retired: dict[str, int] = {}  # counters of processors this worker let go
         self._last_commit = time.monotonic()
@@ -119,7 +138,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _batch(self, partition: int, records: list[Any]) -> None:
         slot = self.slots.get(partition)
         if slot is None:
-            return  # revoked while fetched: the new owner reads these records
+            return  # revoked while fetched (the new owner reads these), or not loaded yet
         async with slot.lock:
             if self.slots.get(partition) is not slot:
                 return
@@ -128,7 +147,9 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._perform(partition, slot, step)
 
     async def tick(self) -> None:
-        """Move quiet partitions on by wall clock, checkpoint on the interval, retry deliveries."""
+        """Move quiet partitions on by wall clock, checkpoint on the interval, retry deliveries
+        and loads that failed."""
+        await self._load_again()
         for partition, slot in list(self.slots.items()):
             if slot.lock.locked():
                 continue
@@ -140,16 +161,48 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self._perform(partition, slot, step)
 
     async def _perform(self, partition: int, slot: Slot, step: Step) -> None:
-        if step.dead_letters and self.send_dead_letters is not None:
-            await self.send_dead_letters(step.dead_letters)
+        """Dead letters, checkpoint, outbox, in this order; a Kafka failure keeps what is owed
+        for the next try (after the backoff)."""
+        slot.letters += step.dead_letters
+        slot.owed = slot.owed or step.urgent
+        if not self.backoff.ready():
+            return
+        try:
+            await self._settle(partition, slot)
+        except TRANSIENT as exc:
+            self._failed(exc, f"partition {partition}")
+            return
+        self._succeeded()
+
+    async def _settle(self, partition: int, slot: Slot) -> None:
+        if slot.letters and self.send_dead_letters is not None:
+            await self.send_dead_letters(slot.letters)
+        slot.letters = []
         due = time.monotonic() - slot.last_checkpoint >= self.checkpoint_interval
-        if step.urgent or (slot.unsaved and due):
+        if slot.owed or (slot.unsaved and due):
             if not await self._checkpoint(partition, slot):
                 return
         # Whatever is in the outbox now is in a checkpoint: a restart would send it again.
         if slot.processor.has_outbox():
             await self.deliver(slot.processor)
             slot.unsaved = True  # the delivered outbox is forgotten in the next checkpoint
+
+    def _failed(self, exc: BaseException, what: str) -> None:
+        wait = self.backoff.failed()
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self.backoff.worth_saying():
+            log.warning("%s: Kafka failed (%s, %s); %d attempts so far, records are still "
+                        "folded in memory and nothing is committed or sent before a checkpoint "
+                        "succeeds; next try in %.1f s", self.name, what, self.last_error,
+                        self.backoff.failures, wait)
+
+    def _succeeded(self) -> None:
+        failures = self.backoff.failures
+        lasted = self.backoff.succeeded()
+        if lasted is not None:
+            self.last_error = ""
+            log.info("%s: Kafka writes go through again after %.1f s (%d failed attempts)",
+                     self.name, lasted, failures)
 
     async def _checkpoint(self, partition: int, slot: Slot) -> bool:
         if not self._owns(partition, slot.generation):
@@ -160,15 +213,20 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             self._retire(slot)
             return False
         processor = slot.processor
-        dirty = processor.take_dirty()
+        # Models taken for a checkpoint that failed stay owed: the next one writes them too.
+        slot.dirty |= processor.take_dirty()
+        dirty = set(slot.dirty)
         states = await asyncio.to_thread(lambda: {k: processor.model_state(k) for k in dirty})
         header = processor.header_state()
+        slot.owed = True  # until the save below is acknowledged
         self.checkpoint_bytes = await self.store.save(
             partition, processor.offset, header, states, slot.generation,
             processor.model_state)
+        slot.dirty -= dirty
         slot.checkpointed = processor.offset
         slot.last_checkpoint = time.monotonic()
         slot.unsaved = False
+        slot.owed = False
         return True
 
     def stats(self) -> dict[str, int]:
@@ -190,6 +248,12 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         coordinator = getattr(self.consumer, "_coordinator", None)
         return int(getattr(coordinator, "generation", -1))
 
+    def assigned(self) -> list[int]:
+        consumer = self.consumer
+        if consumer is None:
+            return []
+        return sorted(tp.partition for tp in consumer.assignment() if tp.topic == self.topic)
+
     def _owns(self, partition: int, generation: int) -> bool:
         consumer = self.consumer
         return (consumer is not None and TopicPartition(self.topic, partition)
@@ -209,6 +273,14 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         except Exception:  # not assigned any more, or no position yet
             return None
         return max(0, highwater - position)
+
+    async def lag(self) -> int | None:
+        """Records of the assigned partitions not folded in yet: the log end minus the offset
+        the processor has folded in (its checkpoint's, for a partition not loaded yet). None
+        when not known (no consumer, or the broker does not answer)."""
+        from monitor.service.lag import stage_lag
+
+        return await stage_lag(self)
 
     async def commit(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -231,20 +303,30 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         kept aside: if the next generation gives the partition back, nobody else touched it."""
         generation = self.generation()
         for tp in revoked:
+            self.unloaded.pop(tp.partition, None)
             slot = self.slots.get(tp.partition)
             if slot is None:
                 continue
             async with slot.lock:
-                if slot.unsaved or slot.processor.has_outbox():
-                    try:
-                        await self._checkpoint(tp.partition, slot)
-                    except KafkaError as exc:
-                        log.warning("%s: checkpoint at revocation of partition %d failed: %r",
-                                    self.name, tp.partition, exc)
+                if slot.unsaved or slot.owed or slot.processor.has_outbox():
+                    await self._final_checkpoint(tp.partition, slot, "at revocation")
                 self.slots.pop(tp.partition, None)
                 self._retire(slot)
-                self._parked[tp.partition] = (slot, generation)
+                # A slot with letters or a checkpoint still owed is not taken back as it is:
+                # the next owner starts from the last checkpoint, which sends them again.
+                if not (slot.owed or slot.letters):
+                    self._parked[tp.partition] = (slot, generation)
         await self.commit(force=True)
+
+    async def _final_checkpoint(self, partition: int, slot: Slot, when: str) -> None:
+        try:
+            if slot.letters and self.send_dead_letters is not None:
+                await self.send_dead_letters(slot.letters)
+                slot.letters = []
+            await self._checkpoint(partition, slot)
+        except TRANSIENT as exc:
+            log.warning("%s: checkpoint %s of partition %d failed (the next owner starts from "
+                        "the previous one): %r", self.name, when, partition, exc)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         generation = self.generation()
@@ -258,14 +340,48 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                 if consumer is not None:
                     consumer.seek(tp, slot.processor.offset + 1)
                 continue
-            await self._load(tp, generation)
+            await self._try_load(tp, generation)
         self._parked.clear()
+        self.joined = True
         log.info("%s: partitions assigned: %s (generation %d)", self.name,
                  sorted(tp.partition for tp in assigned), generation)
+
+    async def _try_load(self, tp: TopicPartition, generation: int) -> None:
+        """Load, or pause the partition and leave it to `_load_again` (a broker restarting)."""
+        consumer = self.consumer
+        try:
+            await self._load(tp, generation)
+        except TRANSIENT as exc:
+            self.unloaded[tp.partition] = generation
+            if consumer is not None and tp in consumer.assignment():
+                consumer.pause(tp)
+            self._failed(exc, f"loading partition {tp.partition}")
+            return
+        self.unloaded.pop(tp.partition, None)
+        if consumer is not None and tp in consumer.paused():
+            consumer.resume(tp)
+
+    async def _load_again(self) -> None:
+        if not self.unloaded or not self.backoff.ready():
+            return
+        generation = self.generation()
+        for partition, loaded_in in list(self.unloaded.items()):
+            tp = TopicPartition(self.topic, partition)
+            consumer = self.consumer
+            if consumer is None or tp not in consumer.assignment() or loaded_in != generation:
+                self.unloaded.pop(partition, None)  # revoked meanwhile
+                continue
+            await self._try_load(tp, generation)
+            if partition in self.unloaded:
+                return
+            self._succeeded()
 
     async def _load(self, tp: TopicPartition, generation: int) -> None:
         loaded = await self.store.load(tp.partition)
         consumer = self.consumer
+        log_start = 0
+        if consumer is not None:
+            log_start = (await consumer.beginning_offsets([tp]))[tp]
         if loaded is not None and consumer is not None:
             end = (await consumer.end_offsets([tp]))[tp]
             if loaded.offset >= end:
@@ -275,7 +391,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                             loaded.offset, end)
                 loaded = None
         processor = self.new_processor(tp.partition, loaded)
-        slot = self.slots[tp.partition] = Slot(processor, generation)
+        slot = self.slots[tp.partition] = Slot(processor, generation, log_start=log_start)
         if loaded is not None:
             slot.checkpointed = loaded.offset
             log.info("%s: partition %d: restored checkpoint at offset %d (%d models, %d bytes)",
@@ -292,10 +408,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         self.stopping = True
         for partition, slot in list(self.slots.items()):
             async with slot.lock:
-                if (slot.unsaved or slot.processor.has_outbox()) and self.consumer is not None:
-                    try:
-                        await self._checkpoint(partition, slot)
-                    except KafkaError as exc:
-                        log.warning("%s: final checkpoint of partition %d failed: %r",
-                                    self.name, partition, exc)
+                if ((slot.unsaved or slot.owed or slot.processor.has_outbox())
+                        and self.consumer is not None):
+                    await self._final_checkpoint(partition, slot, "at shutdown")
         await self.commit(force=True)

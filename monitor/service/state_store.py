@@ -77,6 +77,10 @@ class Loaded:
     size: int = 0  # bytes read
 
 
+class StateReadTimeout(ServiceError):
+    """The state topic did not answer in time (a broker restarting): loading is tried again."""
+
+
 def encode(value: dict[str, Any]) -> bytes:
     """A record value; NaN and infinities survive the round trip.
 
@@ -218,7 +222,7 @@ class StateStore:
         while position < end:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
-                raise ServiceError(f"timed out reading checkpoints {tp.topic}[{tp.partition}]")
+                raise StateReadTimeout(f"timed out reading checkpoints {tp.topic}[{tp.partition}]")
             batches = await reader.getmany(tp, timeout_ms=int(min(left, 1.0) * 1000))
             for record in batches.get(tp, []):
                 position = record.offset + 1

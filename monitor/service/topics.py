@@ -41,6 +41,10 @@ def internal_topic(group: str, predictions: str, role: str) -> str:
                     for part in (group, predictions, role))
 
 
+class TopicMissing(ServiceError):
+    """The predictions topic does not exist (yet): the worker waits for it."""
+
+
 @dataclass(frozen=True)
 class TopicInfo:
     name: str
@@ -64,7 +68,7 @@ class Topics:
 
 def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
                   state: Sequence[str], partials: str, others: Sequence[str] = ()) -> Topics:
-    """Describe the predictions topic (ServiceError when missing); create the compacted state
+    """Describe the predictions topic (TopicMissing when missing); create the compacted state
     topics, the partials topic (as many partitions as the predictions topic) and `others`
     when missing."""
     try:
@@ -74,7 +78,7 @@ def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
     try:
         info = describe(admin, predictions)
         if info is None:
-            raise ServiceError(f"predictions topic not found ({predictions})")
+            raise TopicMissing(f"predictions topic not found ({predictions})")
         existing = set(admin.list_topics())
         wanted = [NewTopic(t, info.partitions, 1, topic_configs=dict(STATE_CONFIG))
                   for t in state if t not in existing]

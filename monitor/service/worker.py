@@ -9,6 +9,11 @@
 Both checkpoint their state with the input offsets it covers (`StateStore`), so no record is
 lost or counted twice across a kill, a restart or a rebalance. Any number of workers may run
 with the same settings: they share the partitions of both topics.
+
+A worker started before its predictions topic exists waits for it (saying so once a minute, not
+ready meanwhile); a broker or metrics store that goes away is retried with backoff while the
+process keeps running. The Faust web server answers `/healthz`, `/ready` and `/metrics`
+(`monitor.service.http`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import socket
 import sys
 import time
 import zlib
+from dataclasses import replace
 from typing import Any
 
 import faust
@@ -30,13 +36,15 @@ from monitor.outputs.influx_sink import make_writer
 from monitor.outputs.line_protocol import service_point
 from monitor.profile.store import ProfileStore
 from monitor.service.app import create_app
+from monitor.service.health import PROBE_SECONDS, BrokerProbe, kafka_connected, stage_reasons
+from monitor.service.http import add_endpoints, listen_port
 from monitor.service.publish import Publisher
 from monitor.service.runner import StageRunner
 from monitor.service.settings import Settings
 from monitor.service.stage_one import FoldProcessor
 from monitor.service.stage_two import MergeProcessor
 from monitor.service.state_store import Binding, Loaded, StateStore
-from monitor.service.topics import MAX_STATE_BYTES, Topics, ensure_topics
+from monitor.service.topics import MAX_STATE_BYTES, TopicMissing, Topics, ensure_topics
 from monitor.stream.config import EngineConfig
 from monitor.stream.folder import PartitionFolder
 from monitor.stream.merger import WindowMerger
@@ -46,6 +54,8 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
 PROFILE_REFRESH_SECONDS = 3.0
 SERVICE_POINT_SECONDS = 10.0
+TOPIC_POLL_SECONDS = 2.0  # how often a missing predictions topic is looked for
+TOPIC_LOG_SECONDS = 60.0  # and how often the wait is logged
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -63,9 +73,9 @@ def route(partitions: int):  # type: ignore[no-untyped-def]
 
 
 class DriftWorker:
-    def __init__(self, settings: Settings, topics: Topics) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.topics = topics
+        self.topics: Topics | None = None
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self.app = create_app(settings)
         self.store = ProfileStore(settings.profiles)
@@ -78,12 +88,17 @@ class DriftWorker:
         self.two: StageRunner | None = None
         self.failed = False
         self.publish: Publisher | None = None
+        self.probe = BrokerProbe()
+        self.waiting_for = ""  # what the start waits for (the predictions topic)
         self._last_refresh = time.monotonic()
-        self._last_service = time.monotonic()
+        self._last_service = -SERVICE_POINT_SECONDS  # the first tick writes one (store probe)
         self._last_records = 0
         self.app.task(self._main)
         self.app.timer(TICK_SECONDS, name="drift-monitor-tick")(self._tick)
+        self.app.timer(PROBE_SECONDS, name="drift-monitor-broker-probe")(self._probe)
         self.app.on_before_shutdown.connect(self._on_shutdown)
+        add_endpoints(self.app, worker=self.name, snapshot=self.snapshot,
+                      not_ready=self.not_ready)
 
     # -- start ----------------------------------------------------------------------------------
     async def _main(self) -> None:
@@ -96,7 +111,8 @@ class DriftWorker:
 
     async def _run(self) -> None:
         s = self.settings
-        topics = self.topics
+        log.info("HTTP: /healthz, /ready and /metrics on http://%s:%d", s.http_bind, s.http_port)
+        topics = self.topics = await self._wait_for_topics()
         self.producer = AIOKafkaProducer(
             **s.kafka.aiokafka(), client_id=f"{s.group}-{self.name}-out", acks="all",
             enable_idempotence=True, linger_ms=5, max_request_size=MAX_STATE_BYTES)
@@ -123,6 +139,34 @@ class DriftWorker:
             commit_interval=s.commit_interval_seconds)
         await asyncio.gather(self.one.run(), self.two.run())
 
+    async def _wait_for_topics(self) -> Topics:
+        """Find the predictions topic (and create the internal ones); while it does not exist,
+        look again every few seconds and say so once a minute. Cancelled by SIGTERM."""
+        s = self.settings
+        admin = {**s.kafka.kafka_python(), "client_id": f"{s.group}-admin"}
+        others = tuple(t for t in (s.alerts_topic, s.dlq_topic, s.reports_topic) if t)
+        said = -TOPIC_LOG_SECONDS
+        started = time.monotonic()
+        while True:
+            try:
+                topics = await asyncio.to_thread(
+                    ensure_topics, admin, s.predictions_topic,
+                    state=(s.topic("state"), s.topic("windows")), partials=s.topic("partials"),
+                    others=others)
+            except TopicMissing as exc:
+                self.waiting_for = f"{exc}: waiting for it"
+                if time.monotonic() - said >= TOPIC_LOG_SECONDS:
+                    said = time.monotonic()
+                    log.warning("%s; waiting for it (looking every %.0f s, waited %.0f s so "
+                                "far)", exc, TOPIC_POLL_SECONDS, said - started)
+                await asyncio.sleep(TOPIC_POLL_SECONDS)
+                continue
+            if self.waiting_for:
+                log.info("predictions topic %s found after %.0f s", s.predictions_topic,
+                         time.monotonic() - started)
+            self.waiting_for = ""
+            return topics
+
     def _consumer(self, group: str) -> dict[str, Any]:
         s = self.settings
         return {**s.kafka.aiokafka(), "group_id": group,
@@ -140,12 +184,14 @@ class DriftWorker:
         return reader
 
     def _new_fold(self, partition: int, loaded: Loaded | None) -> FoldProcessor:
+        assert self.topics is not None
         folder = PartitionFolder(partition, self.store, self.config,
                                  sources=self.topics.predictions.partitions,
                                  stream=self.topics.predictions.topic_id)
         processor = FoldProcessor(partition, folder,
                                   partials_partitions=self.topics.partials_partitions,
-                                  route=route(self.topics.partials_partitions), loaded=loaded)
+                                  route=route(self.topics.partials_partitions), loaded=loaded,
+                                  max_message_bytes=self.settings.max_message_bytes)
         for warning in processor.warnings:
             log.warning("partition %d: %s", partition, warning)
         return processor
@@ -173,20 +219,25 @@ class DriftWorker:
         except Exception as exc:
             await self._fail(exc)
             return
-        if now - self._last_service >= SERVICE_POINT_SECONDS:
+        if self.publish is not None and now - self._last_service >= SERVICE_POINT_SECONDS:
             await self._write_service_point(now)
+
+    async def _probe(self) -> None:
+        if self.producer is not None and not self.failed:
+            await self.probe.ask(self.producer.client)
 
     async def _write_service_point(self, now: float) -> None:
         elapsed, self._last_service = now - self._last_service, now
-        stats = self.stats()
+        stats = await self.snapshot()
         records = stats["records_processed"]
-        stats["records_per_second"] = (records - self._last_records) / elapsed if elapsed else 0
+        stats["records_per_second"] = ((records - self._last_records) / elapsed
+                                       if 0 < elapsed < 2 * SERVICE_POINT_SECONDS else 0)
         self._last_records = records
         if self.publish is not None:
             await self.publish.points([service_point(self.name, stats)])
 
     def stats(self) -> dict[str, Any]:
-        """The worker's counters since it started (the drift_service point)."""
+        """The worker's counters since it started, and its levels now (no I/O)."""
         out: dict[str, Any] = {}
         for runner in (self.one, self.two):
             if runner is not None:
@@ -198,6 +249,36 @@ class DriftWorker:
             out.update(self.publish.counters)
         out.setdefault("records_processed", 0)
         return out
+
+    async def snapshot(self) -> dict[str, Any]:
+        """`stats()` with the lags and the health: the drift_service point and /metrics."""
+        out = self.stats()
+        runners = (self.one, self.two)
+        out["consumer_lag"] = await self.one.lag() if self.one is not None else None
+        out["partials_lag"] = await self.two.lag() if self.two is not None else None
+        out["kafka_failures"] = sum(r.backoff.total_failures for r in runners if r is not None)
+        out["partitions_assigned"] = sum(len(r.assigned()) for r in runners if r is not None)
+        out["kafka_connected"] = int(kafka_connected(self.probe, runners))
+        out["metrics_store_up"] = int(self.publish.store_up) if self.publish else None
+        out["ready"] = int(not await self.not_ready())
+        return out
+
+    async def not_ready(self) -> list[str]:
+        """Why the worker is not doing its job now (empty: ready)."""
+        if self.failed:
+            return ["the worker stopped after an error"]
+        if self.waiting_for:
+            return [self.waiting_for]
+        reasons = stage_reasons(self.one, "stage one") + stage_reasons(self.two, "stage two")
+        if len(self.store) == 0:
+            reasons.append(f"no profiles in {self.settings.profiles}")
+        if self.probe.up is False:
+            reasons.append(f"Kafka broker not reachable ({self.probe.error})")
+        if self.publish is not None and not self.publish.store_up:
+            reasons.append(f"metrics store not reachable ({self.publish.store_error}); "
+                           f"{self.stats().get('metric_points_buffered', 0)} points wait "
+                           f"in the outbox")
+        return reasons
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def _fail(self, exc: BaseException) -> None:
@@ -226,13 +307,8 @@ def run_worker(settings: Settings) -> int:
     logging.getLogger("kafka").setLevel(logging.WARNING)  # the admin client chats at INFO
     log.info("starting drift-monitor worker: %s", settings.redacted())
     settings.kafka.check()  # wrong credentials or TLS: one clear line now, not a hang later
-    topics = ensure_topics({**settings.kafka.kafka_python(),
-                            "client_id": f"{settings.group}-admin"}, settings.predictions_topic,
-                           state=(settings.topic("state"), settings.topic("windows")),
-                           partials=settings.topic("partials"),
-                           others=tuple(t for t in (settings.alerts_topic, settings.dlq_topic,
-                                                    settings.reports_topic) if t))
-    worker = DriftWorker(settings, topics)
+    settings = replace(settings, http_port=listen_port(settings.http_bind, settings.http_port))
+    worker = DriftWorker(settings)
     log.info("%d profiles loaded from %s", len(worker.store), settings.profiles)
     faust_worker = faust.Worker(worker.app, loglevel="INFO")
     code = 0
