@@ -17,6 +17,7 @@ starts empty is measured from the oldest record still in the log.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -28,36 +29,44 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LAG_TIMEOUT_SECONDS = 2.0
+
 
 def partition_lag(end: int, folded: int, log_start: int) -> int:
     """`folded`: the offset up to which every record is folded in (-1: none)."""
     return max(0, end - max(folded + 1, log_start))
 
 
-async def stage_lag(runner: StageRunner) -> int | None:
+async def stage_lag(runner: StageRunner, timeout_s: float = LAG_TIMEOUT_SECONDS) -> int | None:
+    """The lag of every partition `runner` is assigned, summed; None when it cannot be known
+    within `timeout_s` (a broker that does not answer: the probes must answer anyway)."""
+    try:
+        return await asyncio.wait_for(_stage_lag(runner), timeout_s)
+    except (TimeoutError, KafkaError) as exc:
+        log.debug("%s: lag not known: %r", runner.name, exc)
+        return None
+
+
+async def _stage_lag(runner: StageRunner) -> int | None:
     consumer = runner.consumer
     if consumer is None:
         return None
     tps = [TopicPartition(runner.topic, p) for p in runner.assigned()]
     if not tps:
         return 0
-    try:
-        unknown = [tp for tp in tps if consumer.highwater(tp) is None
-                   or tp.partition not in runner.slots]
-        ends = await consumer.end_offsets(unknown) if unknown else {}
-        total = 0
-        for tp in tps:
-            slot = runner.slots.get(tp.partition)
-            end = ends.get(tp, consumer.highwater(tp))
-            if end is None:
-                return None
-            if slot is not None:
-                total += partition_lag(end, slot.processor.offset, slot.log_start)
-                continue
-            committed = await consumer.committed(tp)  # checkpointed offset + 1, or None
-            start = (await consumer.beginning_offsets([tp]))[tp]
-            total += partition_lag(end, (committed or 0) - 1, start)
-        return total
-    except KafkaError as exc:  # the broker does not answer now: not known, rather than wrong
-        log.debug("%s: lag not known: %r", runner.name, exc)
-        return None
+    unknown = [tp for tp in tps if consumer.highwater(tp) is None
+               or tp.partition not in runner.slots]
+    ends = await consumer.end_offsets(unknown) if unknown else {}
+    total = 0
+    for tp in tps:
+        slot = runner.slots.get(tp.partition)
+        end = ends.get(tp, consumer.highwater(tp))
+        if end is None:
+            return None
+        if slot is not None:
+            total += partition_lag(end, slot.processor.offset, slot.log_start)
+            continue
+        committed = await consumer.committed(tp)  # checkpointed offset + 1, or None
+        start = (await consumer.beginning_offsets([tp]))[tp]
+        total += partition_lag(end, (committed or 0) - 1, start)
+    return total

@@ -41,6 +41,8 @@ from monitor.service.state_store import Loaded, StateReadTimeout, StateStore
 log = logging.getLogger(__name__)
 
 KAFKA_BACKOFF_SECONDS = (0.5, 10.0)  # first and longest wait after a failed Kafka write or read
+FRESH_SECONDS = 2.0  # a partition's log end older than this is not known now
+GAP_SECONDS = 5.0  # not known for this long: the partition could not be read (broker down)
 TRANSIENT = (KafkaError, StateReadTimeout)  # tried again; anything else stops the worker
 
 
@@ -92,7 +94,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                  store: StateStore, new_processor: NewProcessor, deliver: Deliver,
                  dead_letters: SendDeadLetters | None = None, *,
                  batch_size: int = 5000, checkpoint_interval: float = 5.0,
-                 commit_interval: float = 2.8) -> None:
+                 commit_interval: float = 2.8, hold_after_gap: float = 0.0) -> None:
         self.name = name
         self.topic = topic
         self.consumer_config = consumer_config
@@ -103,6 +105,10 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         self.batch_size = batch_size
         self.checkpoint_interval = checkpoint_interval
         self.commit_interval = commit_interval
+        # After a partition could not be read (broker down, just assigned), it is not called
+        # caught up for this long: producers that buffered meanwhile get to deliver first.
+        self.hold_after_gap = hold_after_gap
+        self._readable_since: dict[int, float] = {}
         self.group = str(consumer_config.get("group_id"))
         self.joined = False  # an assignment (even an empty one) came since the consumer started
         self.slots: dict[int, Slot] = {}
@@ -140,11 +146,25 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         if slot is None:
             return  # revoked while fetched (the new owner reads these), or not loaded yet
         async with slot.lock:
-            if self.slots.get(partition) is not slot:
+            if self.slots.get(partition) is not slot or not await self._current(partition,
+                                                                                 records):
                 return
             step = await asyncio.to_thread(slot.processor.process, records, time.time())
             slot.unsaved = True
             await self._perform(partition, slot, step)
+
+    async def _current(self, partition: int, records: list[Any]) -> bool:
+        """False when a seek moved the partition back after these records were fetched (its
+        checkpoint was loaded meanwhile): they are read again from there, and folding them now
+        would make the processor skip the records before them."""
+        consumer = self.consumer
+        if consumer is None:
+            return False
+        try:
+            position = await consumer.position(TopicPartition(self.topic, partition))
+        except Exception:  # not assigned any more
+            return False
+        return bool(position > records[-1].offset)
 
     async def tick(self) -> None:
         """Move quiet partitions on by wall clock, checkpoint on the interval, retry deliveries
@@ -153,7 +173,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         for partition, slot in list(self.slots.items()):
             if slot.lock.locked():
                 continue
-            caught_up = partition not in self.fetched and await self.unread(partition) == 0
+            caught_up = await self._caught_up(partition)
             async with slot.lock:
                 if self.slots.get(partition) is not slot:
                     continue
@@ -258,6 +278,23 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self.consumer
         return (consumer is not None and TopicPartition(self.topic, partition)
                 in consumer.assignment() and self.generation() == generation)
+
+    async def _caught_up(self, partition: int) -> bool:
+        """Nothing left to read on `partition`, as of a fetch the broker just answered, and the
+        partition readable for `hold_after_gap` seconds in a row."""
+        if partition in self.fetched:
+            return False
+        consumer = self.consumer
+        tp = TopicPartition(self.topic, partition)
+        now = time.time()
+        polled = (consumer.last_poll_timestamp(tp)
+                  if consumer is not None and tp in consumer.assignment() else None)
+        if polled is None or now - polled / 1000 > FRESH_SECONDS:
+            if polled is None or now - polled / 1000 > GAP_SECONDS:
+                self._readable_since.pop(partition, None)
+            return False
+        since = self._readable_since.setdefault(partition, now)
+        return now - since >= self.hold_after_gap and await self.unread(partition) == 0
 
     async def unread(self, partition: int) -> int | None:
         """Records on `partition` past the consumer's position (None: not known yet)."""
@@ -391,7 +428,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                             loaded.offset, end)
                 loaded = None
         processor = self.new_processor(tp.partition, loaded)
-        slot = self.slots[tp.partition] = Slot(processor, generation, log_start=log_start)
+        slot = Slot(processor, generation, log_start=log_start)
         if loaded is not None:
             slot.checkpointed = loaded.offset
             log.info("%s: partition %d: restored checkpoint at offset %d (%d models, %d bytes)",
@@ -401,7 +438,9 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         else:
             log.info("%s: partition %d: no checkpoint, starting empty", self.name, tp.partition)
             if consumer is not None:
-                await consumer.seek_to_beginning(tp)
+                consumer.seek(tp, log_start)
+        # Only now: records fetched before the seek are not this slot's (`_current`).
+        self.slots[tp.partition] = slot
 
     async def stop(self) -> None:
         """Checkpoint every partition (a clean stop loses no work), then leave."""

@@ -38,6 +38,7 @@ from monitor.profile.store import ProfileStore
 from monitor.service.app import create_app
 from monitor.service.health import PROBE_SECONDS, BrokerProbe, kafka_connected, stage_reasons
 from monitor.service.http import add_endpoints, listen_port
+from monitor.service.logs import limit_repeats
 from monitor.service.publish import Publisher
 from monitor.service.runner import StageRunner
 from monitor.service.settings import Settings
@@ -93,6 +94,7 @@ class DriftWorker:
         self._last_refresh = time.monotonic()
         self._last_service = -SERVICE_POINT_SECONDS  # the first tick writes one (store probe)
         self._last_records = 0
+        self._ticks: dict[str, asyncio.Task[None]] = {}
         self.app.task(self._main)
         self.app.timer(TICK_SECONDS, name="drift-monitor-tick")(self._tick)
         self.app.timer(PROBE_SECONDS, name="drift-monitor-broker-probe")(self._probe)
@@ -129,7 +131,7 @@ class DriftWorker:
                        one_binding),
             self._new_fold, publish.partials, publish.dead_letters,  # type: ignore[arg-type]
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
-            commit_interval=s.commit_interval_seconds)
+            commit_interval=s.commit_interval_seconds, hold_after_gap=s.idle_seconds)
         self.two = StageRunner(
             "stage two", s.topic("partials"), self._consumer(f"{s.group}.windows"),
             StateStore(self.producer, await self._reader("windows"), s.topic("windows"),
@@ -212,15 +214,22 @@ class DriftWorker:
             for profile in self.store.refresh():
                 log.info("profile loaded: %s version %s (%s)", profile.model, profile.version,
                          profile.profile_id)
-        try:
-            for runner in (self.one, self.two):
-                if runner is not None:
-                    await runner.tick()
-        except Exception as exc:
-            await self._fail(exc)
-            return
+        # Each stage ticks in a task of its own: a checkpoint waiting for a broker that is
+        # down holds up neither the other stage nor the service point.
+        for runner in (self.one, self.two):
+            task = self._ticks.get(runner.name) if runner is not None else None
+            if runner is not None and (task is None or task.done()):
+                self._ticks[runner.name] = asyncio.create_task(self._tick_stage(runner))
         if self.publish is not None and now - self._last_service >= SERVICE_POINT_SECONDS:
             await self._write_service_point(now)
+
+    async def _tick_stage(self, runner: StageRunner) -> None:
+        try:
+            await runner.tick()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._fail(exc)
 
     async def _probe(self) -> None:
         if self.producer is not None and not self.failed:
@@ -288,6 +297,9 @@ class DriftWorker:
         await self.app.crash(exc)
 
     async def _on_shutdown(self, sender: Any = None, **kwargs: Any) -> None:
+        for task in self._ticks.values():
+            task.cancel()  # what a tick owed stays owed: the final checkpoint below covers it
+        await asyncio.gather(*self._ticks.values(), return_exceptions=True)
         for runner in (self.one, self.two):
             if runner is not None:
                 try:
@@ -305,6 +317,7 @@ def run_worker(settings: Settings) -> int:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # the admin client chats at INFO
+    limit_repeats()  # a broker down: one line per kind of client error and 30 s, not thousands
     log.info("starting drift-monitor worker: %s", settings.redacted())
     settings.kafka.check()  # wrong credentials or TLS: one clear line now, not a hang later
     settings = replace(settings, http_port=listen_port(settings.http_bind, settings.http_port))

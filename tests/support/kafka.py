@@ -86,11 +86,12 @@ def produce(topic: str, values: list[bytes], *, key: bytes | None, partition: in
 
 def produce_spread(topic: str, values: list[bytes], partitions: int, *, seed: int,
                    pace: Callable[[int], None] | None = None,
-                   bootstrap: str = BOOTSTRAP) -> None:
+                   bootstrap: str = BOOTSTRAP, **config: Any) -> None:
     """Each message to a random partition, unkeyed (as a serving fleet's default partitioner
-    spreads them); `pace(i)` is called before message i (to stream at a rate)."""
+    spreads them); `pace(i)` is called before message i (to stream at a rate). `config`: more
+    KafkaProducer settings."""
     rng = np.random.default_rng(seed)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **config)
     try:
         for i, (value, partition) in enumerate(
                 zip(values, rng.integers(0, partitions, len(values)), strict=True)):
