@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,25 +28,6 @@ def settings() -> dict[str, str]:
             "DRIFT_MONITOR_CHECKPOINT_INTERVAL_SECONDS": "1"}
 
 
-@pytest.fixture
-def own_setup(tmp_path: Path) -> Iterator[Callable[..., Setup]]:
-    made: list[Setup] = []
-
-    def make(servers: OwnServers | None = None, **kwargs: Any) -> Setup:
-        if servers is not None and "kafka" in servers.started:
-            kwargs.setdefault("bootstrap", servers.bootstrap)
-        if servers is not None and "vm" in servers.started:
-            kwargs.setdefault("vm", servers.vm)
-        made.append(Setup(tmp_path, **kwargs))
-        return made[-1]
-
-    yield make
-    for s in made:
-        for worker in s.workers:
-            worker.stop()
-        s.delete_topics()
-
-
 def all_reports(setup: Setup, expected: int, timeout: float) -> list[dict[str, Any]]:
     return wait_until(
         lambda: (r := reports_in(setup.reports, setup.bootstrap)) and len(r) >= expected and r,
@@ -58,11 +39,11 @@ def metric(worker: Worker, name: str) -> float | None:
 
 
 def test_a_broker_stopped_and_started_mid_stream_loses_and_doubles_nothing(
-        own_kafka: OwnServers, own_setup: Callable[..., Setup],
+        own_kafka: OwnServers, make_setup: Callable[..., Setup],
         make_profile: Callable[[str, Path], Path]) -> None:
     """Records stream in while the broker goes down and comes back: the same worker process
     reconnects (backoff), and every window equals `replay` of the records produced."""
-    setup = own_setup(own_kafka)
+    setup = make_setup(4, bootstrap=own_kafka.bootstrap)
     make_profile(setup.model, setup.profiles)
     env = settings()
     messages = history(setup.model, windows=8, per_window=300, seed=61, drift_from=6)
@@ -106,11 +87,11 @@ def test_a_broker_stopped_and_started_mid_stream_loses_and_doubles_nothing(
 
 
 def test_a_metrics_store_down_while_windows_close_gets_every_point_afterwards(
-        own_vm: OwnServers, own_setup: Callable[..., Setup],
+        own_vm: OwnServers, make_setup: Callable[..., Setup],
         make_profile: Callable[[str, Path], Path]) -> None:
     """Windows close while the store is down: the outbox holds their points (metrics say how
     many, the log and /ready say why); once the store is back every point is written."""
-    setup = own_setup(own_vm)
+    setup = make_setup(4, vm=own_vm.vm)
     make_profile(setup.model, setup.profiles)
     env = settings()
     worker = setup.worker("store", **env)

@@ -346,13 +346,14 @@ def setup(services: None, tmp_path: Path) -> Iterator[Setup]:
 
 @pytest.fixture
 def make_setup(services: None, tmp_path: Path) -> Iterator[Callable[[int], Setup]]:
-    """Setups of their own (topics, group, profiles), as many as a test needs."""
+    """Setups of their own (topics, group, profiles), as many as a test needs (keyword
+    arguments go to `Setup`: another broker, no predictions topic yet...)."""
     made: list[Setup] = []
 
-    def make(partitions: int = 4) -> Setup:
+    def make(partitions: int = 4, **kwargs: Any) -> Setup:
         directory = tmp_path / f"setup{len(made)}"
         directory.mkdir()
-        made.append(Setup(directory, partitions))
+        made.append(Setup(directory, partitions, **kwargs))
         return made[-1]
 
     yield make
