@@ -18,8 +18,15 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaConsumer
 from kafka import TopicPartition as SyncPartition
 from kafka.admin import KafkaAdminClient, NewTopic
-from support.kafka import BOOTSTRAP, Setup, produce, read_topic, reports_in, wait_until
-from test_topology_integration import history
+from support.kafka import (
+    BOOTSTRAP,
+    Setup,
+    history,
+    produce,
+    read_topic,
+    reports_in,
+    wait_until,
+)
 
 from monitor.service.lag import stage_lag
 from monitor.service.runner import StageRunner

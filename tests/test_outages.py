@@ -14,9 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.kafka import Setup, Worker, produce, produce_spread, reports_in, vm_export, wait_until
+from support.kafka import (
+    Setup,
+    Worker,
+    history,
+    produce,
+    produce_spread,
+    replayed,
+    reports_in,
+    vm_export,
+    wait_until,
+)
 from support.servers import OwnServers
-from test_topology_integration import history, replayed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
