@@ -28,6 +28,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -94,7 +95,8 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                  store: StateStore, new_processor: NewProcessor, deliver: Deliver,
                  dead_letters: SendDeadLetters | None = None, *,
                  batch_size: int = 5000, checkpoint_interval: float = 5.0,
-                 commit_interval: float = 2.8, hold_after_gap: float = 0.0) -> None:
+                 commit_interval: float = 2.8, hold_after_gap: float = 0.0,
+                 executor: Executor | None = None) -> None:
         self.name = name
         self.topic = topic
         self.consumer_config = consumer_config
@@ -108,6 +110,9 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         # After a partition could not be read (broker down, just assigned), it is not called
         # caught up for this long: producers that buffered meanwhile get to deliver first.
         self.hold_after_gap = hold_after_gap
+        # The thread(s) of the CPU work; one thread for all of it keeps the memory the C
+        # allocator holds to one arena (a pool of threads makes one each).
+        self.executor = executor
         self._readable_since: dict[int, float] = {}
         self.group = str(consumer_config.get("group_id"))
         self.joined = False  # an assignment (even an empty one) came since the consumer started
@@ -149,9 +154,12 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             if self.slots.get(partition) is not slot or not await self._current(partition,
                                                                                  records):
                 return
-            step = await asyncio.to_thread(slot.processor.process, records, time.time())
+            step = await self._cpu(slot.processor.process, records, time.time())
             slot.unsaved = True
             await self._perform(partition, slot, step)
+
+    async def _cpu(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def _current(self, partition: int, records: list[Any]) -> bool:
         """False when a seek moved the partition back after these records were fetched (its
@@ -177,7 +185,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             async with slot.lock:
                 if self.slots.get(partition) is not slot:
                     continue
-                step = await asyncio.to_thread(slot.processor.tick, time.time(), caught_up)
+                step = await self._cpu(slot.processor.tick, time.time(), caught_up)
                 await self._perform(partition, slot, step)
 
     async def _perform(self, partition: int, slot: Slot, step: Step) -> None:
@@ -236,7 +244,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         # Models taken for a checkpoint that failed stay owed: the next one writes them too.
         slot.dirty |= processor.take_dirty()
         dirty = set(slot.dirty)
-        states = await asyncio.to_thread(lambda: {k: processor.model_state(k) for k in dirty})
+        states = await self._cpu(lambda: {k: processor.model_state(k) for k in dirty})
         header = processor.header_state()
         slot.owed = True  # until the save below is acknowledged
         self.checkpoint_bytes = await self.store.save(

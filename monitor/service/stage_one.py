@@ -27,7 +27,7 @@ from monitor.stream.messages import encode as encode_message
 
 KEEPALIVE_SECONDS = 10.0  # progress is sent at least this often, changed or not
 TOO_LARGE_KEPT_BYTES = 64 * 1024  # of a message too large, what the dead letter carries
-PARSE_SLICE_BYTES = 8 << 20  # messages parsed (then folded) together, at most
+PARSE_SLICE_BYTES = 4 << 20  # messages parsed (then folded) together, at most
 
 
 @dataclass

@@ -22,6 +22,7 @@ import json
 import logging
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,7 +117,8 @@ class StateStore:
     """Saves and loads the checkpoints of one stage (one state topic)."""
 
     def __init__(self, producer: AIOKafkaProducer, reader: AIOKafkaConsumer, topic: str,
-                 binding: Binding) -> None:
+                 binding: Binding, executor: Executor | None = None) -> None:
+        self.executor = executor  # where the records are encoded (None: asyncio's default)
         self.producer = producer
         self.reader = reader
         self.topic = topic
@@ -135,10 +137,10 @@ class StateStore:
         for key in stale[:REFRESH_PER_SAVE]:
             batch[key] = refresh(key)
         envelope = {"format": FORMAT, "generation": generation}
-        values = await asyncio.to_thread(
-            lambda: [(key, None if state is None else encode({**envelope, "offset": offset,
-                                                             "state": state}))
-                     for key, state in batch.items()])
+        values = await asyncio.get_running_loop().run_in_executor(self.executor, lambda: [
+            (key, None if state is None else encode({**envelope, "offset": offset,
+                                                    "state": state}))
+            for key, state in batch.items()])
         sends = [(key, await self.producer.send(self.topic, value, partition=partition,
                                                  key=model_key(partition, key)))
                  for key, value in values]
