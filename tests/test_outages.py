@@ -85,6 +85,10 @@ def test_a_broker_stopped_and_started_mid_stream_loses_and_doubles_nothing(
     assert status == 503 and "Kafka" in body, body
     assert worker.http("/healthz")[0] == 200  # alive: nothing to restart
     assert metric(worker, "kafka_connected") == 0
+    # Down until a checkpoint or a delivery has failed (and is owed, to be tried again).
+    wait_until(lambda: (metric(worker, "kafka_failures") or 0) >= 1, 60,
+               "a failed Kafka write")
+    worker.wait_for("Kafka failed", 10)
     own_kafka.up("kafka")
     producer.join(120)
     assert not producer.is_alive()

@@ -9,10 +9,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from monitor.outputs.influx_sink import PointWriter, StoreError
 from monitor.service.backoff import Backoff
+from monitor.service.outlet import Outlet
 from monitor.service.settings import Settings
 from monitor.service.stage_one import DeadLetter, FoldProcessor
 from monitor.service.stage_two import MergeProcessor
@@ -23,9 +22,8 @@ STORE_BACKOFF_SECONDS = (1.0, 10.0)  # first and longest wait after a failed met
 
 
 class Publisher:
-    def __init__(self, producer: AIOKafkaProducer, writer: PointWriter,
-                 settings: Settings) -> None:
-        self.producer = producer
+    def __init__(self, outlet: Outlet, writer: PointWriter, settings: Settings) -> None:
+        self.outlet = outlet  # the producer (made again when it breaks)
         self.writer = writer
         self.settings = settings
         self.counters = {"dlq_messages": 0, "metric_write_failures": 0, "alerts_sent": 0}
@@ -35,7 +33,7 @@ class Publisher:
     async def _send_all(self, topic: str, messages: Iterable[tuple[bytes | None, bytes]],
                         **kwargs: Any) -> None:
         """Queue every message, then wait until the broker has each of them."""
-        futures = [await self.producer.send(topic, value, key=key, **kwargs)
+        futures = [await self.outlet.producer.send(topic, value, key=key, **kwargs)
                    for key, value in messages]
         for future in futures:
             await future
@@ -52,7 +50,7 @@ class Publisher:
                 headers.append(("model", letter.model.encode()))
             if letter.size is not None:
                 headers.append(("original_bytes", str(letter.size).encode()))
-            futures.append(await self.producer.send(self.settings.dlq_topic, letter.raw,
+            futures.append(await self.outlet.producer.send(self.settings.dlq_topic, letter.raw,
                                                     key=record.key, headers=headers))
         for future in futures:
             await future
@@ -60,7 +58,7 @@ class Publisher:
 
     async def partials(self, processor: FoldProcessor) -> None:
         topic = self.settings.topic("partials")
-        futures = [await self.producer.send(topic, m.value, key=m.key, partition=m.partition)
+        futures = [await self.outlet.producer.send(topic, m.value, key=m.key, partition=m.partition)
                    for m in processor.outbox()]
         for future in futures:
             await future

@@ -37,6 +37,7 @@ from aiokafka.errors import KafkaError
 
 from monitor.ingest.records import ModelKey
 from monitor.service.backoff import Backoff
+from monitor.service.outlet import BROKEN, Outlet
 from monitor.service.state_store import Loaded, StateReadTimeout, StateStore
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                  dead_letters: SendDeadLetters | None = None, *,
                  batch_size: int = 5000, checkpoint_interval: float = 5.0,
                  commit_interval: float = 2.8, hold_after_gap: float = 0.0,
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, outlet: Outlet | None = None) -> None:
         self.name = name
         self.topic = topic
         self.consumer_config = consumer_config
@@ -113,6 +114,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         # The thread(s) of the CPU work; one thread for all of it keeps the memory the C
         # allocator holds to one arena (a pool of threads makes one each).
         self.executor = executor
+        self.outlet = outlet  # the producer, made again when it breaks
         self._readable_since: dict[int, float] = {}
         self.group = str(consumer_config.get("group_id"))
         self.joined = False  # an assignment (even an empty one) came since the consumer started
@@ -195,10 +197,13 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         slot.owed = slot.owed or step.urgent
         if not self.backoff.ready():
             return
+        producer = self.outlet.producer if self.outlet is not None else None
         try:
             await self._settle(partition, slot)
         except TRANSIENT as exc:
             self._failed(exc, f"partition {partition}")
+            if isinstance(exc, BROKEN) and self.outlet is not None:
+                await self.outlet.renew(producer, exc)  # type: ignore[arg-type]
             return
         self._succeeded()
 

@@ -26,10 +26,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from monitor.errors import ServiceError
 from monitor.ingest.records import ModelKey
+from monitor.service.outlet import Outlet
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +117,10 @@ def model_key(partition: int, key: ModelKey) -> bytes:
 class StateStore:
     """Saves and loads the checkpoints of one stage (one state topic)."""
 
-    def __init__(self, producer: AIOKafkaProducer, reader: AIOKafkaConsumer, topic: str,
+    def __init__(self, outlet: Outlet, reader: AIOKafkaConsumer, topic: str,
                  binding: Binding, executor: Executor | None = None) -> None:
         self.executor = executor  # where the records are encoded (None: asyncio's default)
-        self.producer = producer
+        self.outlet = outlet  # the producer (made again when it breaks)
         self.reader = reader
         self.topic = topic
         self.binding = binding
@@ -141,8 +142,9 @@ class StateStore:
             (key, None if state is None else encode({**envelope, "offset": offset,
                                                     "state": state}))
             for key, state in batch.items()])
-        sends = [(key, await self.producer.send(self.topic, value, partition=partition,
-                                                 key=model_key(partition, key)))
+        producer = self.outlet.producer
+        sends = [(key, await producer.send(self.topic, value, partition=partition,
+                                            key=model_key(partition, key)))
                  for key, value in values]
         size = sum(len(v) for _, v in values if v is not None)
         for key, future in sends:
@@ -154,7 +156,7 @@ class StateStore:
         scan_from = min(written.values(), default=None)
         value = encode({**envelope, "offset": offset, "binding": self.binding.to_dict(),
                         "scan_from": scan_from, "state": header})
-        metadata = await (await self.producer.send(self.topic, value, partition=partition,
+        metadata = await (await self.outlet.producer.send(self.topic, value, partition=partition,
                                                    key=header_key(partition)))
         if scan_from is None:
             written.clear()

@@ -40,6 +40,7 @@ from monitor.service.app import create_app
 from monitor.service.health import PROBE_SECONDS, BrokerProbe, kafka_connected, stage_reasons
 from monitor.service.http import add_endpoints, listen_port
 from monitor.service.logs import limit_repeats
+from monitor.service.outlet import Outlet
 from monitor.service.publish import Publisher
 from monitor.service.runner import StageRunner
 from monitor.service.settings import Settings
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
 PROFILE_REFRESH_SECONDS = 3.0
 SERVICE_POINT_SECONDS = 10.0
+# A produce request not acknowledged within this fails (and is tried again by the runner):
+# shorter than aiokafka's 40 s, so that a broker outage shows in the log and /ready soon.
+PRODUCE_TIMEOUT_MS = 15_000
 TOPIC_POLL_SECONDS = 2.0  # how often a missing predictions topic is looked for
 TOPIC_LOG_SECONDS = 60.0  # and how often the wait is logged
 
@@ -85,7 +89,7 @@ class DriftWorker:
                                   org=settings.influx_org, bucket=settings.influx_bucket,
                                   ca_file=settings.influx_ca_file)
         self.config = engine_config(settings)
-        self.producer: AIOKafkaProducer | None = None
+        self.outlet: Outlet | None = None  # the producer of everything the worker sends
         self.one: StageRunner | None = None
         self.two: StageRunner | None = None
         self.failed = False
@@ -119,11 +123,12 @@ class DriftWorker:
         s = self.settings
         log.info("HTTP: /healthz, /ready and /metrics on http://%s:%d", s.http_bind, s.http_port)
         topics = self.topics = await self._wait_for_topics()
-        self.producer = AIOKafkaProducer(
+        outlet = self.outlet = Outlet(lambda: AIOKafkaProducer(
             **s.kafka.aiokafka(), client_id=f"{s.group}-{self.name}-out", acks="all",
-            enable_idempotence=True, linger_ms=5, max_request_size=MAX_STATE_BYTES)
-        await self.producer.start()
-        publish = self.publish = Publisher(self.producer, self.writer, s)
+            enable_idempotence=True, linger_ms=5, max_request_size=MAX_STATE_BYTES,
+            request_timeout_ms=PRODUCE_TIMEOUT_MS))
+        await outlet.start()
+        publish = self.publish = Publisher(outlet, self.writer, s)
         partitions = topics.predictions.partitions
         one_binding = Binding(s.predictions_topic, topics.predictions.topic_id, s.group,
                               partitions)
@@ -131,19 +136,19 @@ class DriftWorker:
                               topics.partials_partitions)
         self.one = StageRunner(
             "stage one", s.predictions_topic, self._consumer(s.group),
-            StateStore(self.producer, await self._reader("state"), s.topic("state"),
+            StateStore(outlet, await self._reader("state"), s.topic("state"),
                        one_binding, self.cpu),
             self._new_fold, publish.partials, publish.dead_letters,  # type: ignore[arg-type]
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
             commit_interval=s.commit_interval_seconds, hold_after_gap=s.idle_seconds,
-            executor=self.cpu)
+            executor=self.cpu, outlet=outlet)
         self.two = StageRunner(
             "stage two", s.topic("partials"), self._consumer(f"{s.group}.windows"),
-            StateStore(self.producer, await self._reader("windows"), s.topic("windows"),
+            StateStore(outlet, await self._reader("windows"), s.topic("windows"),
                        two_binding, self.cpu),
             self._new_merge, publish.windows,  # type: ignore[arg-type]
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
-            commit_interval=s.commit_interval_seconds, executor=self.cpu)
+            commit_interval=s.commit_interval_seconds, executor=self.cpu, outlet=outlet)
         await asyncio.gather(self.one.run(), self.two.run())
 
     async def _wait_for_topics(self) -> Topics:
@@ -237,8 +242,8 @@ class DriftWorker:
             await self._fail(exc)
 
     async def _probe(self) -> None:
-        if self.producer is not None and not self.failed:
-            await self.probe.ask(self.producer.client)
+        if self.outlet is not None and not self.failed:
+            await self.probe.ask(self.outlet.producer.client)
 
     async def _write_service_point(self, now: float) -> None:
         elapsed, self._last_service = now - self._last_service, now
@@ -311,8 +316,8 @@ class DriftWorker:
                     await runner.stop()
                 except Exception as exc:  # a clean stop is best effort; the state is safe
                     log.warning("stopping %s: %r", runner.name, exc)
-        if self.producer is not None:
-            await self.producer.stop()
+        if self.outlet is not None:
+            await self.outlet.stop()
         self.cpu.shutdown(wait=False)
         log.info("shutting down: %s", self.stats())
 
