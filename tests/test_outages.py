@@ -51,7 +51,9 @@ def test_a_broker_stopped_and_started_mid_stream_loses_and_doubles_nothing(
         own_kafka: OwnServers, make_setup: Callable[..., Setup],
         make_profile: Callable[[str, Path], Path]) -> None:
     """Records stream in while the broker goes down and comes back: the same worker process
-    reconnects (backoff), and every window equals `replay` of the records produced."""
+    reconnects (backoff), and every window equals `replay` of the records produced. A second
+    worker of the group, stopped while the broker is down, exits promptly; its partitions
+    move to the survivor from their last checkpoints."""
     setup = make_setup(4, bootstrap=own_kafka.bootstrap)
     make_profile(setup.model, setup.profiles)
     env = settings()
@@ -61,6 +63,7 @@ def test_a_broker_stopped_and_started_mid_stream_loses_and_doubles_nothing(
     # the rest streams in, through the outage: the producer keeps its records and resends.
     produce_spread(setup.predictions, messages[:900], 4, seed=62, bootstrap=own_kafka.bootstrap)
     worker = setup.worker("survivor", **env)
+    doomed = setup.worker("doomed", **env)
     pid = worker.proc.pid  # type: ignore[union-attr]
     midway = threading.Event()
     rest = messages[900:]
@@ -85,6 +88,8 @@ def test_a_broker_stopped_and_started_mid_stream_loses_and_doubles_nothing(
     assert status == 503 and "Kafka" in body, body
     assert worker.http("/healthz")[0] == 200  # alive: nothing to restart
     assert metric(worker, "kafka_connected") == 0
+    doomed.wait_for("Kafka broker not reachable", 30)
+    assert doomed.stop(timeout=25) == 0  # SIGTERM with the broker down: a prompt, clean exit
     # Down until a checkpoint or a delivery has failed (and is owed, to be tried again).
     wait_until(lambda: (metric(worker, "kafka_failures") or 0) >= 1, 60,
                "a failed Kafka write")

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # The producer's state no longer matches the broker's: only a new producer gets past these.
 BROKEN = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch,
           InvalidProducerIdMapping, ProducerFenced)
-STOP_TIMEOUT_SECONDS = 10.0
+STOP_TIMEOUT_SECONDS = 5.0
 
 
 class Outlet:
@@ -59,4 +59,9 @@ class Outlet:
             log.info("closing the old Kafka producer: %r", exc)
 
     async def stop(self) -> None:
-        await self.producer.stop()
+        """Flush and close; a broker that is down gets STOP_TIMEOUT_SECONDS, not forever (what
+        was not acknowledged is owed by a checkpoint and sent again by the next owner)."""
+        try:
+            await asyncio.wait_for(self.producer.stop(), STOP_TIMEOUT_SECONDS)
+        except Exception as exc:
+            log.warning("Kafka producer closed without flushing: %r", exc)

@@ -27,71 +27,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from monitor.ingest.records import ModelKey
 from monitor.service.backoff import Backoff
 from monitor.service.outlet import BROKEN, Outlet
-from monitor.service.state_store import Loaded, StateReadTimeout, StateStore
+from monitor.service.partitions import CLOSE_SECONDS, SETTLE_SECONDS, TRANSIENT, Partitions
+from monitor.service.slots import Deliver, NewProcessor, Processor, SendDeadLetters, Slot, Step
+from monitor.service.state_store import StateStore
+
+__all__ = ["Processor", "Slot", "StageRunner", "Step"]
 
 log = logging.getLogger(__name__)
 
 KAFKA_BACKOFF_SECONDS = (0.5, 10.0)  # first and longest wait after a failed Kafka write or read
-FRESH_SECONDS = 2.0  # a partition's log end older than this is not known now
-GAP_SECONDS = 5.0  # not known for this long: the partition could not be read (broker down)
-TRANSIENT = (KafkaError, StateReadTimeout)  # tried again; anything else stops the worker
 
 
-@dataclass
-class Step:
-    """What one batch or tick asks of the shell."""
-
-    dead_letters: list[Any] = field(default_factory=list)
-    urgent: bool = False  # the outbox has something: checkpoint and deliver now
-
-
-class Processor(Protocol):
-    partition: int
-
-    @property
-    def offset(self) -> int: ...
-    def process(self, records: list[Any], wall: float) -> Step: ...
-    def tick(self, wall: float, caught_up: bool) -> Step: ...
-    def take_dirty(self) -> set[ModelKey]: ...
-    def header_state(self) -> dict[str, Any]: ...
-    def model_state(self, key: ModelKey) -> dict[str, Any] | None: ...
-    def has_outbox(self) -> bool: ...
-    def stats(self) -> dict[str, int]: ...  # counters since this processor started
-    def gauges(self) -> dict[str, int]: ...  # levels now
-    def reset_stats(self) -> None: ...
-
-
-@dataclass
-class Slot:
-    processor: Processor
-    generation: int
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    checkpointed: int = -1  # input offset of the last checkpoint
-    last_checkpoint: float = field(default_factory=time.monotonic)
-    unsaved: bool = False  # records folded in since the last checkpoint
-    owed: bool = False  # the outbox holds what no checkpoint covers yet: checkpoint first
-    letters: list[Any] = field(default_factory=list)  # dead letters not acknowledged yet
-    dirty: set[ModelKey] = field(default_factory=set)  # models taken, not saved yet
-    log_start: int = 0  # first offset still in the input partition (for the lag)
-
-
-NewProcessor = Callable[[int, Loaded | None], Processor]
-Deliver = Callable[[Processor], Awaitable[None]]
-SendDeadLetters = Callable[[list[Any]], Awaitable[None]]
-
-
-class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
+class StageRunner(Partitions):
     def __init__(self, name: str, topic: str, consumer_config: dict[str, Any],
                  store: StateStore, new_processor: NewProcessor, deliver: Deliver,
                  dead_letters: SendDeadLetters | None = None, *,
@@ -146,7 +102,10 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self.commit()
         finally:
             self.consumer = None
-            await consumer.stop()
+            try:  # leaving the group needs the broker: not forever
+                await asyncio.wait_for(consumer.stop(), CLOSE_SECONDS)
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("%s: consumer stopped without leaving its group: %r", self.name, exc)
 
     async def _batch(self, partition: int, records: list[Any]) -> None:
         slot = self.slots.get(partition)
@@ -162,19 +121,6 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _cpu(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-
-    async def _current(self, partition: int, records: list[Any]) -> bool:
-        """False when a seek moved the partition back after these records were fetched (its
-        checkpoint was loaded meanwhile): they are read again from there, and folding them now
-        would make the processor skip the records before them."""
-        consumer = self.consumer
-        if consumer is None:
-            return False
-        try:
-            position = await consumer.position(TopicPartition(self.topic, partition))
-        except Exception:  # not assigned any more
-            return False
-        return bool(position > records[-1].offset)
 
     async def tick(self) -> None:
         """Move quiet partitions on by wall clock, checkpoint on the interval, retry deliveries
@@ -199,7 +145,7 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             return
         producer = self.outlet.producer if self.outlet is not None else None
         try:
-            await self._settle(partition, slot)
+            await asyncio.wait_for(self._settle(partition, slot), SETTLE_SECONDS)
         except TRANSIENT as exc:
             self._failed(exc, f"partition {partition}")
             if isinstance(exc, BROKEN) and self.outlet is not None:
@@ -222,7 +168,9 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def _failed(self, exc: BaseException, what: str) -> None:
         wait = self.backoff.failed()
-        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.last_error = (f"{type(exc).__name__}: {exc}" if str(exc) else
+                           f"not acknowledged within {SETTLE_SECONDS:.0f} s"
+                           if isinstance(exc, TimeoutError) else type(exc).__name__)
         if self.backoff.worth_saying():
             log.warning("%s: Kafka failed (%s, %s); %d attempts so far, records are still "
                         "folded in memory and nothing is committed or sent before a checkpoint "
@@ -276,191 +224,3 @@ class StageRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             self.retired[key] = self.retired.get(key, 0) + value
         slot.processor.reset_stats()
 
-    # -- ownership and offsets ------------------------------------------------------------------
-    def generation(self) -> int:
-        coordinator = getattr(self.consumer, "_coordinator", None)
-        return int(getattr(coordinator, "generation", -1))
-
-    def assigned(self) -> list[int]:
-        consumer = self.consumer
-        if consumer is None:
-            return []
-        return sorted(tp.partition for tp in consumer.assignment() if tp.topic == self.topic)
-
-    def _owns(self, partition: int, generation: int) -> bool:
-        consumer = self.consumer
-        return (consumer is not None and TopicPartition(self.topic, partition)
-                in consumer.assignment() and self.generation() == generation)
-
-    async def _caught_up(self, partition: int) -> bool:
-        """Nothing left to read on `partition`, as of a fetch the broker just answered, and the
-        partition readable for `hold_after_gap` seconds in a row."""
-        if partition in self.fetched:
-            return False
-        consumer = self.consumer
-        tp = TopicPartition(self.topic, partition)
-        now = time.time()
-        polled = (consumer.last_poll_timestamp(tp)
-                  if consumer is not None and tp in consumer.assignment() else None)
-        if polled is None or now - polled / 1000 > FRESH_SECONDS:
-            if polled is None or now - polled / 1000 > GAP_SECONDS:
-                self._readable_since.pop(partition, None)
-            return False
-        since = self._readable_since.setdefault(partition, now)
-        return now - since >= self.hold_after_gap and await self.unread(partition) == 0
-
-    async def unread(self, partition: int) -> int | None:
-        """Records on `partition` past the consumer's position (None: not known yet)."""
-        consumer = self.consumer
-        tp = TopicPartition(self.topic, partition)
-        if consumer is None or tp not in consumer.assignment():
-            return None
-        highwater = consumer.highwater(tp)
-        if highwater is None:
-            return None
-        try:
-            position = await consumer.position(tp)
-        except Exception:  # not assigned any more, or no position yet
-            return None
-        return max(0, highwater - position)
-
-    async def lag(self) -> int | None:
-        """Records of the assigned partitions not folded in yet: the log end minus the offset
-        the processor has folded in (its checkpoint's, for a partition not loaded yet). None
-        when not known (no consumer, or the broker does not answer)."""
-        from monitor.service.lag import stage_lag
-
-        return await stage_lag(self)
-
-    async def commit(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        consumer = self.consumer
-        if consumer is None or (not force and now - self._last_commit < self.commit_interval):
-            return
-        self._last_commit = now
-        offsets = {TopicPartition(self.topic, p): s.checkpointed + 1
-                   for p, s in self.slots.items() if s.checkpointed >= 0}
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:  # a rebalance in progress: the next commit catches up
-            log.info("%s: offset commit skipped: %r", self.name, exc)
-
-    # -- rebalancing ----------------------------------------------------------------------------
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Checkpoint what was folded in since the last checkpoint, then let go. The slot is
-        kept aside: if the next generation gives the partition back, nobody else touched it."""
-        generation = self.generation()
-        for tp in revoked:
-            self.unloaded.pop(tp.partition, None)
-            slot = self.slots.get(tp.partition)
-            if slot is None:
-                continue
-            async with slot.lock:
-                if slot.unsaved or slot.owed or slot.processor.has_outbox():
-                    await self._final_checkpoint(tp.partition, slot, "at revocation")
-                self.slots.pop(tp.partition, None)
-                self._retire(slot)
-                # A slot with letters or a checkpoint still owed is not taken back as it is:
-                # the next owner starts from the last checkpoint, which sends them again.
-                if not (slot.owed or slot.letters):
-                    self._parked[tp.partition] = (slot, generation)
-        await self.commit(force=True)
-
-    async def _final_checkpoint(self, partition: int, slot: Slot, when: str) -> None:
-        try:
-            if slot.letters and self.send_dead_letters is not None:
-                await self.send_dead_letters(slot.letters)
-                slot.letters = []
-            await self._checkpoint(partition, slot)
-        except TRANSIENT as exc:
-            log.warning("%s: checkpoint %s of partition %d failed (the next owner starts from "
-                        "the previous one): %r", self.name, when, partition, exc)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        generation = self.generation()
-        consumer = self.consumer
-        for tp in sorted(assigned, key=lambda t: t.partition):
-            parked = self._parked.pop(tp.partition, None)
-            if parked is not None and parked[1] + 1 == generation:
-                slot = parked[0]
-                slot.generation = generation
-                self.slots[tp.partition] = slot
-                if consumer is not None:
-                    consumer.seek(tp, slot.processor.offset + 1)
-                continue
-            await self._try_load(tp, generation)
-        self._parked.clear()
-        self.joined = True
-        log.info("%s: partitions assigned: %s (generation %d)", self.name,
-                 sorted(tp.partition for tp in assigned), generation)
-
-    async def _try_load(self, tp: TopicPartition, generation: int) -> None:
-        """Load, or pause the partition and leave it to `_load_again` (a broker restarting)."""
-        consumer = self.consumer
-        try:
-            await self._load(tp, generation)
-        except TRANSIENT as exc:
-            self.unloaded[tp.partition] = generation
-            if consumer is not None and tp in consumer.assignment():
-                consumer.pause(tp)
-            self._failed(exc, f"loading partition {tp.partition}")
-            return
-        self.unloaded.pop(tp.partition, None)
-        if consumer is not None and tp in consumer.paused():
-            consumer.resume(tp)
-
-    async def _load_again(self) -> None:
-        if not self.unloaded or not self.backoff.ready():
-            return
-        generation = self.generation()
-        for partition, loaded_in in list(self.unloaded.items()):
-            tp = TopicPartition(self.topic, partition)
-            consumer = self.consumer
-            if consumer is None or tp not in consumer.assignment() or loaded_in != generation:
-                self.unloaded.pop(partition, None)  # revoked meanwhile
-                continue
-            await self._try_load(tp, generation)
-            if partition in self.unloaded:
-                return
-            self._succeeded()
-
-    async def _load(self, tp: TopicPartition, generation: int) -> None:
-        loaded = await self.store.load(tp.partition)
-        consumer = self.consumer
-        log_start = 0
-        if consumer is not None:
-            log_start = (await consumer.beginning_offsets([tp]))[tp]
-        if loaded is not None and consumer is not None:
-            end = (await consumer.end_offsets([tp]))[tp]
-            if loaded.offset >= end:
-                log.warning("%s: partition %d: the checkpoint covers offset %d but the "
-                            "partition ends at %d: the topic was recreated or truncated; "
-                            "starting from its beginning", self.name, tp.partition,
-                            loaded.offset, end)
-                loaded = None
-        processor = self.new_processor(tp.partition, loaded)
-        slot = Slot(processor, generation, log_start=log_start)
-        if loaded is not None:
-            slot.checkpointed = loaded.offset
-            log.info("%s: partition %d: restored checkpoint at offset %d (%d models, %d bytes)",
-                     self.name, tp.partition, loaded.offset, len(loaded.models), loaded.size)
-            if consumer is not None:
-                consumer.seek(tp, loaded.offset + 1)
-        else:
-            log.info("%s: partition %d: no checkpoint, starting empty", self.name, tp.partition)
-            if consumer is not None:
-                consumer.seek(tp, log_start)
-        # Only now: records fetched before the seek are not this slot's (`_current`).
-        self.slots[tp.partition] = slot
-
-    async def stop(self) -> None:
-        """Checkpoint every partition (a clean stop loses no work), then leave."""
-        self.stopping = True
-        for partition, slot in list(self.slots.items()):
-            async with slot.lock:
-                if ((slot.unsaved or slot.owed or slot.processor.has_outbox())
-                        and self.consumer is not None):
-                    await self._final_checkpoint(partition, slot, "at shutdown")
-        await self.commit(force=True)

@@ -310,10 +310,11 @@ class DriftWorker:
         for task in self._ticks.values():
             task.cancel()  # what a tick owed stays owed: the final checkpoint below covers it
         await asyncio.gather(*self._ticks.values(), return_exceptions=True)
+        broker_up = kafka_connected(self.probe, (self.one, self.two))
         for runner in (self.one, self.two):
             if runner is not None:
                 try:
-                    await runner.stop()
+                    await runner.stop(broker_up=broker_up)
                 except Exception as exc:  # a clean stop is best effort; the state is safe
                     log.warning("stopping %s: %r", runner.name, exc)
         if self.outlet is not None:
