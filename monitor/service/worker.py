@@ -331,8 +331,9 @@ def run_worker(settings: Settings) -> int:
     logging.getLogger("kafka").setLevel(logging.WARNING)  # the admin client chats at INFO
     limit_repeats()  # a broker down: one line per kind of client error and 30 s, not thousands
     log.info("starting drift-monitor worker: %s", settings.redacted())
-    settings.kafka.check()  # wrong credentials or TLS: one clear line now, not a hang later
+    # The probes' port, then the brokers: a wrong setting is one clear line now, not a hang later.
     settings = replace(settings, http_port=listen_port(settings.http_bind, settings.http_port))
+    settings.kafka.check()
     worker = DriftWorker(settings)
     log.info("%d profiles loaded from %s", len(worker.store), settings.profiles)
     faust_worker = faust.Worker(worker.app, loglevel="INFO")
