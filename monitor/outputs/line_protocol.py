@@ -45,7 +45,7 @@ METRICS: dict[str, frozenset[str]] = {
     "drift_window": frozenset({
         "records", "invalid_records", "late_records", "edge_record_rate", "alerts_firing",
         "features_warning", "features_critical", "missing_features", "unexpected_features",
-        "window_seconds"}),
+        "window_seconds", "dropped_values"}),
     "drift_alert": frozenset({"value", "threshold", "message", "alert_id"}),
     "drift_episode": frozenset({"alert_id", "status", "severity", "message", "end_ms"}),
     "drift_service": frozenset({
@@ -157,6 +157,7 @@ def report_points(report: WindowReport, profile: Profile | None = None, *,
         "missing_features": len(report.missing_features),
         "unexpected_features": len(report.unexpected_features),
         "window_seconds": report.end - report.start,
+        "dropped_values": report.dropped_values,
     }, ts))
     return [p for p in out if p is not None]
 
