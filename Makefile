@@ -18,7 +18,7 @@ lint: setup
 	$(VENV)/bin/ruff check monitor tests bench
 
 unit: setup
-	$(PY) -m pytest -q -m "not integration"
+	$(PY) -m pytest -q -m "not integration" --doctest-modules monitor tests
 
 services:
 	bash scripts/services.sh up
@@ -27,7 +27,7 @@ services-down:
 	bash scripts/services.sh down
 
 test: setup lint services
-	$(PY) -m pytest -q --doctest-modules monitor tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --doctest-modules monitor tests
 
 demo: setup services
 	$(PY) -m monitor.demo

@@ -1,8 +1,17 @@
 """Engine throughput on one core: 16 features (10 numeric, 5 categorical, 1 short text), batches
 of 1,000 records; per-window evaluation cost; memory; profile build time for 1M rows.
 
-Run: .venv/bin/python bench/engine.py. Writes bench/results/engine.json. Timings are the best of
-REPEATS runs (time.perf_counter).
+Every goal of issue 10 is a ratio, so each figure is printed with its baseline measured in the
+same run, back to back:
+- in process (one core; best of REPEATS, time.process_time): the fast decode path and the
+  per-record reference against `orjson.loads` of the same messages; raw bytes to window
+  summaries; the window update from parsed columns (goal: 1,000,000 rows/s);
+- whole process (`--records N`, default 1,000,000 records as JSONL): `drift-monitor replay`
+  against a process that only runs `orjson.loads` over the same lines (goal: 0.5 or more), run
+  alternately WHOLE_REPEATS times each; wall and CPU time (user + system) both printed, the best
+  of each (other work on the machine inflates wall time most).
+
+Run: .venv/bin/python bench/engine.py [--records N] [--no-build]. Writes bench/results/engine.json.
 """
 
 from __future__ import annotations
@@ -27,9 +36,11 @@ import orjson
 
 from monitor.demo import synthetic
 from monitor.drift.evaluate import compare
+from monitor.ingest.fast_decode import FastDecoder
 from monitor.ingest.records import parse_messages
 from monitor.profile.build import BuildOptions, build_profile
 from monitor.profile.model import Profile
+from monitor.profile.store import schemas
 from monitor.summaries.window import WindowSummary
 
 BATCH = 1_000
@@ -43,13 +54,76 @@ RESULTS = Path(__file__).parent / "results" / "engine.json"
 VENV_BIN = Path(sys.executable).parent
 
 
+WHOLE_REPEATS = 3
+ORJSON_LOOP = ("import sys, orjson\n"
+               "with open(sys.argv[1], 'rb') as f:\n"
+               "    for line in f:\n"
+               "        if line.strip():\n"
+               "            orjson.loads(line)\n")
+
+
 def best(fn: Callable[[], Any]) -> float:
+    """Best CPU time of REPEATS runs (this process only: other work on the machine counts less
+    than in wall time)."""
     times = []
     for _ in range(REPEATS):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return min(times)
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def write_logs(path: Path, n: int, seed: int = 7, chunk: int = 20_000) -> float:
+    """`n` records of model churn v1 over 10 windows of 60 s, one JSON line each; mean bytes."""
+    rng = np.random.default_rng(seed)
+    size = 0
+    with open(path, "wb") as fh:
+        for start in range(0, n, chunk):
+            k = min(chunk, n - start)
+            ts = 1.7e9 + (start + np.arange(k)) * (600.0 / n)
+            lines = [orjson.dumps(r) + b"\n" for r in synthetic.records(
+                {c: v for c, v in synthetic.generate_columns(k, rng).items() if c in FEATURES},
+                model="churn", version="1", ts=ts, start_id=start)]
+            size += sum(map(len, lines))
+            fh.writelines(lines)
+    return size / n
+
+
+def whole_process(profile: Profile, n: int) -> dict[str, Any]:
+    """`drift-monitor replay` and an orjson-only loop over the same N-line file, alternately."""
+    work = Path("/tmp/bench_engine_replay")
+    (work / "profiles").mkdir(parents=True, exist_ok=True)
+    profile.save(work / "profiles" / "churn-1.json")
+    logs = work / f"logs-{n}.jsonl"
+    avg = write_logs(logs, n)
+    replay = [str(VENV_BIN / "drift-monitor"), "replay", str(logs), "--profiles",
+              str(work / "profiles")]
+    decode = [sys.executable, "-c", ORJSON_LOOP, str(logs)]
+    runs: dict[str, list[tuple[float, float]]] = {"orjson": [], "replay": []}
+    for _ in range(WHOLE_REPEATS):
+        runs["orjson"].append(timed(decode))
+        runs["replay"].append(timed(replay))
+    wall = {k: min(w for w, _ in v) for k, v in runs.items()}
+    cpu = {k: min(c for _, c in v) for k, v in runs.items()}
+    return {"records": n, "bytes_per_record": round(avg, 1), "repeats": WHOLE_REPEATS,
+            "replay_command": " ".join(replay[:2] + ["LOGS", "--profiles", "DIR"]),
+            "seconds_wall": {k: round(v, 2) for k, v in wall.items()},
+            "seconds_cpu": {k: round(v, 2) for k, v in cpu.items()},
+            "records_per_second_wall": {k: round(n / v) for k, v in wall.items()},
+            "records_per_second_cpu": {k: round(n / v) for k, v in cpu.items()},
+            "replay_over_orjson_wall": round(wall["orjson"] / wall["replay"], 3),
+            "replay_over_orjson_cpu": round(cpu["orjson"] / cpu["replay"], 3),
+            "goal": 0.5, "all_runs": runs}
 
 
 def write_training(path: Path, rows: int, seed: int, chunk: int = 100_000) -> None:
@@ -101,7 +175,15 @@ def build_1m() -> dict[str, Any]:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=1_000_000,
+                        help="records of the whole-process replay comparison (0: skip it)")
+    parser.add_argument("--no-build", action="store_true", help="skip the 1M-row profile build")
+    args = parser.parse_args()
     profile = make_profile()
+    decoder = FastDecoder(schemas([profile]))
     rng = np.random.default_rng(42)
     batches = [synthetic.generate_columns(BATCH, rng) for _ in range(BATCHES)]
     batches = [{n: b[n] for n in FEATURES} for b in batches]
@@ -120,8 +202,18 @@ def main() -> None:
     def from_bytes() -> None:
         window = WindowSummary(profile)
         for batch in messages:
+            for group in parse_messages(batch, decoder).groups.values():
+                window.update(group)
+
+    def from_bytes_reference() -> None:
+        window = WindowSummary(profile)
+        for batch in messages:
             for group in parse_messages(batch).groups.values():
                 window.update(group)
+
+    def parse_fast() -> None:
+        for batch in messages:
+            parse_messages(batch, decoder)
 
     def decode_orjson() -> None:
         for batch in messages:
@@ -138,9 +230,19 @@ def main() -> None:
             parse_messages(batch)
 
     rates = {name: total / best(fn) for name, fn in (
-        ("update_columns", from_columns), ("parse_messages+update", from_bytes),
-        ("parse_messages only", parse_only), ("orjson.loads only", decode_orjson),
-        ("json.loads only", decode_stdlib))}
+        ("orjson.loads only", decode_orjson), ("update_columns", from_columns),
+        ("parse_messages+update", from_bytes), ("parse_messages (fast) only", parse_fast),
+        ("parse_messages+update, reference", from_bytes_reference),
+        ("parse_messages (reference) only", parse_only), ("json.loads only", decode_stdlib))}
+    ratios = {
+        "bytes to window / orjson.loads": rates["parse_messages+update"]
+        / rates["orjson.loads only"],
+        "fast parse / orjson.loads": rates["parse_messages (fast) only"]
+        / rates["orjson.loads only"],
+        "fast / reference, bytes to window": rates["parse_messages+update"]
+        / rates["parse_messages+update, reference"],
+        "update_columns / 1,000,000 rows/s goal": rates["update_columns"] / 1e6,
+    }
 
     window = WindowSummary(profile)
     window.update_columns(batches[0], BATCH)
@@ -149,14 +251,29 @@ def main() -> None:
     without_lang = best(lambda: compare(window, profile, detect_languages=no_lang))
     rss_self = rss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
-    build = build_1m()
+    build = build_1m() if not args.no_build else None
+    whole = whole_process(profile, args.records) if args.records else None
     sampling = {f"p={p}": round(math.sqrt(p * (1 - p) / TEXT_SAMPLE), 4) for p in (0.5, 0.1)}
 
     print(f"Engine throughput, one core, {len(FEATURES)} features (10 numeric, 5 categorical, "
-          f"1 text), batches of {BATCH:,}, {total:,} records per run, best of {REPEATS}")
+          f"1 text), batches of {BATCH:,}, {total:,} records per run, best of {REPEATS} "
+          f"(CPU time of this process)")
     print(f"  message size: {avg_bytes:.0f} bytes/record (JSON)")
     for name, rate in rates.items():
-        print(f"  {name:<28} {rate:>12,.0f} records/s  ({1e6 / rate:7.2f} us/record)")
+        print(f"  {name:<36} {rate:>12,.0f} records/s  ({1e6 / rate:7.2f} us/record)")
+    print("  ratios, measured side by side above:")
+    for name, value in ratios.items():
+        print(f"    {name:<40} {value:6.2f}")
+    if whole:
+        print(f"\nWhole process, {whole['records']:,} records ({whole['bytes_per_record']:.0f} "
+              f"bytes each, JSONL), best of {whole['repeats']} alternate runs:")
+        for key in ("orjson", "replay"):
+            print(f"  {key:<8} wall {whole['seconds_wall'][key]:6.2f} s "
+                  f"({whole['records_per_second_wall'][key]:>9,} records/s)   "
+                  f"CPU {whole['seconds_cpu'][key]:6.2f} s "
+                  f"({whole['records_per_second_cpu'][key]:>9,} records/s)")
+        print(f"  replay / orjson.loads: {whole['replay_over_orjson_wall']:.2f} (wall), "
+              f"{whole['replay_over_orjson_cpu']:.2f} (CPU); goal 0.5")
     print(f"\nPer-window evaluation (compare) on a {BATCH:,}-record window:")
     print(f"  with language detection ({TEXT_SAMPLE} sampled texts): {with_lang * 1000:8.1f} ms")
     print(f"  without language detection:                   {without_lang * 1000:8.1f} ms")
@@ -164,11 +281,12 @@ def main() -> None:
           f"({TEXT_SAMPLE / max(with_lang - without_lang, 1e-9):,.0f} texts/s)")
     print(f"\nMemory: peak RSS of this benchmark process (profile, {total:,} records as columns and "
           f"as JSON, windows): {rss_self:.1f} MB")
-    print(f"\nProfile build, {build['rows']:,} rows x {build['features']} features "
-          f"({build['csv_mb']} MB CSV, written in {build['csv_write_seconds']} s):")
-    print(f"  {build['command']}")
-    print(f"  wall {build['build_seconds']} s, peak RSS {build['build_peak_rss_mb']} MB "
-          f"({build['measured_with']})")
+    if build:
+        print(f"\nProfile build, {build['rows']:,} rows x {build['features']} features "
+              f"({build['csv_mb']} MB CSV, written in {build['csv_write_seconds']} s):")
+        print(f"  {build['command']}")
+        print(f"  wall {build['build_seconds']} s, peak RSS {build['build_peak_rss_mb']} MB "
+              f"({build['measured_with']})")
     print(f"\nSampling error of a language share from {TEXT_SAMPLE} sampled texts, sqrt(p(1-p)/{TEXT_SAMPLE}):")
     for k, v in sampling.items():
         print(f"  {k}: {v:.4f} ({100 * v:.1f} percentage points; 95% CI +/- {196 * v:.1f} pp)")
@@ -178,6 +296,9 @@ def main() -> None:
         "batch": BATCH, "records_per_run": total, "repeats": REPEATS, "features": len(FEATURES),
         "bytes_per_record": round(avg_bytes, 1),
         "records_per_second": {k: round(v) for k, v in rates.items()},
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "whole_process": whole,
+        "timing": "in process: best CPU time (time.process_time) of the repeats",
         "compare_ms": {"with_language_detection": round(with_lang * 1000, 2),
                        "without_language_detection": round(without_lang * 1000, 2)},
         "peak_rss_mb_benchmark_process": round(rss_self, 1),

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         profiles = Path(tmp) / "profiles"
-        build_profile(ROOT / "demo" / "churn_train.csv", BuildOptions(
+        build_profile(ROOT / "monitor" / "demo" / "data" / "churn_train.csv", BuildOptions(
             model="churn", version="3", predictions=("prediction",))).save(profiles / "churn-3.json")
         logs = Path(tmp) / "logs.jsonl"
         rng = np.random.default_rng(1)

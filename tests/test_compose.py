@@ -27,7 +27,7 @@ WORKER_ENVIRONMENT = (
     "DRIFT_MONITOR_INFLUX_BUCKET",
 )
 # Bind mounts of user data, not of files the repository provides.
-USER_DATA_MOUNTS = {"./profiles"}
+USER_DATA_MOUNTS: set[str] = set()  # profiles/ is in the repository (the demo profile)
 
 
 def environment(service: str) -> dict[str, str]:
@@ -104,17 +104,17 @@ def test_service_publishes_its_port(service: str, port: str) -> None:
 
 def test_grafana_mounts_the_provisioning_and_dashboards_the_files_point_to() -> None:
     mounts = dict(bind_mounts("grafana"))
-    assert mounts["./dashboards"] == "/var/lib/grafana/dashboards"
-    assert (
-        mounts["./dashboards/provisioning/datasources"] == "/etc/grafana/provisioning/datasources"
-    )
-    assert mounts["./dashboards/provisioning/dashboards"] == "/etc/grafana/provisioning/dashboards"
-    provider = yaml.safe_load((ROOT / "dashboards/provisioning/dashboards/drift.yaml").read_text())
-    assert provider["providers"][0]["options"]["path"] == mounts["./dashboards"]
+    shipped = "./monitor/dashboards/grafana"  # the package data `dashboards push` reads too
+    assert mounts[shipped] == "/var/lib/grafana/dashboards"
+    assert mounts[f"{shipped}/provisioning/datasources"] == "/etc/grafana/provisioning/datasources"
+    assert mounts[f"{shipped}/provisioning/dashboards"] == "/etc/grafana/provisioning/dashboards"
+    provider = yaml.safe_load((ROOT / shipped / "provisioning/dashboards/drift.yaml").read_text())
+    assert provider["providers"][0]["options"]["path"] == mounts[shipped]
+    assert (ROOT / shipped / "overview.json").exists()
 
 
 def test_grafana_gets_the_variables_its_datasource_provisioning_expands() -> None:
-    text = (ROOT / "dashboards/provisioning/datasources/drift.yaml").read_text()
+    text = (ROOT / "monitor/dashboards/grafana/provisioning/datasources/drift.yaml").read_text()
     settings = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     needed = set(re.findall(r"\$\{?(\w+)", "\n".join(settings)))
     assert needed == {"INFLUX_URL", "INFLUX_TOKEN"}

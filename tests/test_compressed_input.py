@@ -112,11 +112,11 @@ def test_report_reads_compressed_logs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name,content,message", [
     ("bad.csv.gz", b"\x1f\x8bnot really gzip", "error: cannot read bad.csv.gz (gzip)"),
-    ("cut.jsonl.gz", gzip.compress(b"".join(b'{"a": %d}\n' % i for i in range(50_000)))[:5000],
+    ("cut.jsonl.gz", gzip.compress(b"".join(b'{"a": %d}\n' % i for i in range(50_000)), mtime=0)[:5000],
      "error: cannot read cut.jsonl.gz (gzip): Truncated"),
     ("bad.jsonl.zst", b"not zstd at all", "error: cannot read bad.jsonl.zst (zstd)"),
-    ("t.parquet.gz", gzip.compress(b"PAR1"), "error: Parquet compresses internally"),
-])
+    ("t.parquet.gz", gzip.compress(b"PAR1", mtime=0), "error: Parquet compresses internally"),
+], ids=["bad-gzip", "truncated-gzip", "bad-zstd", "gzipped-parquet"])
 def test_bad_compressed_input_is_one_line_error(tmp_path: Path, name: str, content: bytes,
                                                message: str) -> None:
     (tmp_path / name).write_bytes(content)

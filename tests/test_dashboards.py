@@ -12,26 +12,29 @@ from typing import Any
 import pytest
 import yaml
 
-from monitor.dashboards.build import (
+from monitor.dashboards.drilldown import checks_by_kind
+from monitor.dashboards.files import (
+    DASHBOARD_DIR,
     DATASOURCE,
-    GRAFANA_MACROS,
-    METRIC_CONTRACT,
     annotation_queries,
-    contract_violations,
-    datasource_definition,
     iter_panels,
     load_dashboards,
     panel_queries,
-    parse_influxql,
-    push_dashboards,
-    render_query,
     template_variables,
+)
+from monitor.dashboards.generate import rendered
+from monitor.dashboards.influxql import (
+    GRAFANA_MACROS,
+    contract_violations,
+    parse_influxql,
+    render_query,
     variables_used,
 )
+from monitor.dashboards.push import datasource_definition, push_dashboards
 from monitor.errors import ServiceError, UsageError
+from monitor.outputs.line_protocol import METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
-DASHBOARD_DIR = ROOT / "dashboards"
 DASHBOARDS = {d["uid"]: d for d in load_dashboards(DASHBOARD_DIR)}
 
 
@@ -54,6 +57,26 @@ QUERY_IDS = [f"{uid}:{where}:{i}" for i, (uid, where, _) in enumerate(QUERIES)]
 
 def test_dashboards_are_the_three_with_fixed_uids() -> None:
     assert set(DASHBOARDS) == {"drift-overview", "drift-model", "drift-service"}
+
+
+def test_committed_dashboards_are_exactly_what_the_generator_writes() -> None:
+    """Edit monitor/dashboards/generate.py, then `python -m monitor.dashboards.generate`."""
+    files = rendered()
+    assert sorted(files) == sorted(p.name for p in DASHBOARD_DIR.glob("*.json"))
+    for name, text in files.items():
+        assert (DASHBOARD_DIR / name).read_text(encoding="utf-8") == text, name
+
+
+@pytest.mark.parametrize("uid", sorted(DASHBOARDS))
+def test_panels_stay_inside_the_grid_and_never_overlap(uid: str) -> None:
+    taken: set[tuple[int, int]] = set()
+    for panel in DASHBOARDS[uid]["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        cells = {(grid["x"] + dx, grid["y"] + dy)
+                 for dx in range(grid["w"]) for dy in range(grid["h"])}
+        assert not cells & taken, panel["title"]
+        taken |= cells
 
 
 def test_dashboard_files_have_unique_uids_and_null_ids() -> None:
@@ -127,15 +150,20 @@ def test_grouped_time_queries_aggregate_and_fill_none(uid: str, where: str, quer
 
 def test_dashboards_cover_every_measurement_of_the_contract() -> None:
     measurements = {parse_influxql(query).measurement for _, _, query in QUERIES}
-    assert measurements == set(METRIC_CONTRACT)
+    assert measurements == set(METRICS)
 
 
-def test_contract_is_what_the_worker_writes() -> None:
-    """The names dashboards may query are a subset of what `metric_points` writes."""
-    from monitor.outputs.line_protocol import METRICS
-
-    for measurement, fields in METRIC_CONTRACT.items():
-        assert fields <= METRICS[measurement], (measurement, fields - METRICS[measurement])
+@pytest.mark.parametrize("kind", sorted(checks_by_kind(), key=str))
+def test_drilldown_plots_every_check_of_a_kind_with_its_threshold_in_that_kinds_row(
+    kind: Any,
+) -> None:
+    """A check added to the registry shows up in its kind's repeated row without an edit."""
+    variable = f"{kind}_feature"
+    queries = " ".join(q for title, q in panel_queries(DASHBOARDS["drift-model"])
+                       if title.startswith(f"${variable}:"))
+    for check in checks_by_kind()[kind]:
+        assert f'("{check}")' in queries, check
+        assert f'last("threshold_{check}")' in queries, check
 
 
 def test_overview_status_table_colours_features_by_severity() -> None:
@@ -177,14 +205,18 @@ def test_drilldown_repeats_one_row_per_feature_of_each_kind() -> None:
         assert f"\"kind\" = '{kind}'" in variables[f"{kind}_feature"]
 
 
-def test_drilldown_draws_thresholds_and_alert_annotations() -> None:
-    queries = " ".join(q for _, q in panel_queries(DASHBOARDS["drift-model"]))
-    for check in ("psi", "js", "ks", "novelty_rate", "oov_rate", "length_psi", "chi2_p"):
-        assert f'"threshold_{check}"' in queries
-    annotations = annotation_queries(DASHBOARDS["drift-model"])
-    assert {parse_influxql(q).measurement for _, q in annotations} == {"drift_alert"}
-    assert any("\"status\" = 'firing'" in q for _, q in annotations)
-    assert any("\"status\" = 'resolved'" in q for _, q in annotations)
+def test_drilldown_draws_resolved_alert_episodes_as_regions_and_open_ones_from_their_start() -> None:
+    annotations = DASHBOARDS["drift-model"]["annotations"]["list"]
+    by_name = {a["name"]: a["target"] for a in annotations}
+    regions = by_name["Alert episodes (resolved)"]
+    refs = parse_influxql(regions["query"])
+    assert refs.measurement == "drift_episode"
+    assert regions["timeEndColumn"] == "end_ms" and "end_ms" in refs.fields
+    assert "\"status\" = 'resolved'" in regions["query"]
+    assert "\"status\" <> 'resolved'" in by_name["Alert episodes still open (start)"]["query"]
+    for target in by_name.values():  # tags and text come from selected columns
+        columns = parse_influxql(target["query"]).fields
+        assert set(target["tagsColumn"].split(",")) | {target["textColumn"]} <= columns
 
 
 # --- the query reader and the contract check ---

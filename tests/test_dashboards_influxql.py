@@ -15,20 +15,19 @@ import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 
-from monitor.dashboards.build import (
+from monitor.dashboards.files import (
     annotation_queries,
     iter_panels,
     load_dashboards,
     panel_queries,
-    render_query,
 )
+from monitor.dashboards.influxql import render_query
 from monitor.demo.synthetic import Scenario, generate_columns, records
 from monitor.ingest.records import parse_messages
 from monitor.outputs.line_protocol import METRICS, alert_points, report_points, service_point
@@ -38,7 +37,7 @@ from monitor.stream.engine import Engine, EngineConfig, Evaluated
 pytestmark = pytest.mark.integration
 
 INFLUXQL_URL = "http://127.0.0.1:8086"
-DASHBOARDS = load_dashboards(Path(__file__).resolve().parent.parent / "dashboards")
+DASHBOARDS = load_dashboards()
 WINDOWS = 30
 WINDOW_SECONDS = 60
 

@@ -7,8 +7,9 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from monitor.drift.distances import chi2_p_value, js_distance, psi, tvd
-from monitor.drift.metrics import numeric_metrics
+from monitor.drift.checks import CheckInput
+from monitor.drift.distances import contingency_p_value, js_distance, psi, tvd
+from monitor.drift.metrics import feature_metrics
 from monitor.ingest.columns import numeric_column
 from monitor.ingest.schema import Kind
 from monitor.profile.build import numeric_edges, psi_bins
@@ -20,6 +21,10 @@ def _feature(train: np.ndarray) -> FeatureProfile:
     summary = NumericSummary(numeric_edges(train, train.min(), train.max(), 100))
     summary.update(numeric_column(train))
     return FeatureProfile("x", Kind.NUMERIC, summary, psi_bins=psi_bins(summary.histogram))
+
+
+def numeric_metrics(feature: FeatureProfile, window: NumericSummary) -> dict:
+    return feature_metrics(CheckInput(feature, window))
 
 
 def _window(feature: FeatureProfile, values: np.ndarray) -> NumericSummary:
@@ -83,15 +88,37 @@ def test_psi_matches_its_formula_with_floor(rng: np.random.Generator) -> None:
     assert psi(p, p) == 0.0
 
 
-def test_chi2_p_matches_scipy_chisquare(rng: np.random.Generator) -> None:
+def test_chi2_p_is_scipys_two_sample_contingency_test(rng: np.random.Generator) -> None:
     for _ in range(30):
         k = int(rng.integers(2, 12))
-        expected = rng.integers(50, 500, k)
-        observed = rng.multinomial(1000, expected / expected.sum())
-        exp = expected / expected.sum() * observed.sum()
-        want = stats.chisquare(observed, exp).pvalue
-        assert chi2_p_value(expected, observed) == pytest.approx(want, rel=1e-6, abs=1e-12)
+        training = rng.integers(50, 500, k)
+        window = rng.multinomial(1000, training / training.sum())
+        want = stats.chi2_contingency(np.vstack((training, window))).pvalue
+        assert contingency_p_value(training, window) == pytest.approx(want, rel=1e-9)
+
+
+def test_chi2_p_small_counts_use_fishers_exact_test() -> None:
+    training, window = np.array([40, 3]), np.array([2, 4])
+    want = stats.fisher_exact(np.vstack((training, window))).pvalue
+    assert contingency_p_value(training, window) == pytest.approx(want)
+
+
+def test_chi2_p_is_uniform_without_drift_even_when_training_is_small(
+        rng: np.random.Generator) -> None:
+    """Both samples are noisy: with 300 training values and windows of 3,000 from the same
+    distribution, p < 0.05 about 5% of the time (a goodness-of-fit test against the training
+    shares rejects far more often: it takes them as exact)."""
+    shares = np.array([0.4, 0.3, 0.2, 0.1])
+    rejected = gof = 0
+    for _ in range(400):
+        training = rng.multinomial(300, shares)
+        window = rng.multinomial(3000, shares)
+        rejected += contingency_p_value(training, window) < 0.05
+        gof += stats.chisquare(window, training / training.sum() * 3000).pvalue < 0.05
+    assert rejected / 400 == pytest.approx(0.05, abs=0.03)
+    assert gof / 400 > 0.3
 
 
 def test_tvd_is_half_l1() -> None:
     assert tvd(np.array([1, 1]), np.array([1, 0])) == pytest.approx(0.5)
+

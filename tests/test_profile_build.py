@@ -30,7 +30,7 @@ def test_profile_records_provenance_and_kinds(profile: Profile, training_csv: Pa
     assert profile.schema["state"] is Kind.CATEGORICAL
     assert profile.schema["comment"] is Kind.TEXT
     assert profile.schema["prediction"] is Kind.NUMERIC
-    assert set(profile.features["age"].thresholds) == {"psi", "js", "ks", "wasserstein", "mean_shift"}
+    assert set(profile.features["age"].nulls) == {"psi", "js", "ks", "wasserstein", "mean_shift"}
     assert profile.features["comment"].languages.get("en", 0) > 0.9
 
 
@@ -46,7 +46,7 @@ def test_loaded_profile_equals_saved_and_detects_edits(profile: Profile, tmp_pat
     loaded = Profile.load(path)
     assert loaded.to_json() == profile.to_json()
     data = json.loads(path.read_text())
-    data["features"]["age"]["thresholds"]["psi"] = 99.0
+    data["features"]["age"]["nulls"]["psi"]["quantiles"][0] = 99.0
     path.write_text(json.dumps(data))
     with pytest.raises(ProfileError, match="edited after it was built"):
         Profile.load(path)
@@ -63,12 +63,6 @@ def test_schema_file_overrides_inference(training_csv: Path, tmp_path: Path) -> 
 
     p = build_profile(training_csv, _opts(schema=load_schema_file(schema)))
     assert p.schema["rating"] is Kind.CATEGORICAL and p.schema["comment"] is Kind.CATEGORICAL
-
-
-def test_thresholds_grow_smaller_windows_noisier(training_csv: Path) -> None:
-    small = build_profile(training_csv, _opts(window_size=100))
-    large = build_profile(training_csv, _opts(window_size=2000))
-    assert small.features["age"].thresholds["ks"] > large.features["age"].thresholds["ks"]
 
 
 @pytest.mark.parametrize("content,fmt,message", [

@@ -20,8 +20,10 @@ from support.kafka import (
     BOOTSTRAP,
     Setup,
     history,
+    last_checkpoint,
     produce,
     produce_spread,
+    record_messages,
     replayed,
     reports_in,
     vm_export,
@@ -160,29 +162,51 @@ def test_metrics_of_a_closed_window_survive_a_kill_while_the_store_is_down(
     assert sorted(v for x in samples for v in x["values"]) == [180, 180]
 
 
-def test_live_rebalance_a_worker_killed_and_one_added_mid_stream(
-        setup: Setup, make_profile: Callable[[str, Path], Path]) -> None:
-    """Three workers on four partitions while records stream in; one is SIGKILLed, one added;
-    every window equals `replay` of the same records."""
+def test_live_rebalance_workers_killed_added_and_restarted_mid_stream(
+        make_setup: Callable[..., Setup], make_profile: Callable[[str, Path], Path]) -> None:
+    """Three workers on six partitions while records stream in; one is SIGKILLed, one added,
+    one stopped and started again; every window equals `replay` of the same records."""
+    setup = make_setup(6)
     make_profile(setup.model, setup.profiles)
     env = {**overrides(), "DRIFT_MONITOR_CHECKPOINT_INTERVAL_SECONDS": "1"}
     messages = history(setup.model, windows=8, per_window=300, seed=51, drift_from=5)
     expected = replayed(setup.profiles, messages, setup.env(**env))
     workers = [setup.worker(f"w{i}", **env) for i in range(3)]
     started = time.monotonic()
-    events: dict[str, float] = {}
+    done: list[str] = []
 
     def pace(i: int) -> None:  # about 120 records/s: the whole stream takes 20 s
         wait = started + i / 120 - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        if i == 700 and "kill" not in events:
+        if i == 600 and "kill" not in done:
             workers[1].kill()
-            events["kill"] = time.monotonic()
-        if i == 1400 and "add" not in events:
+            done.append("kill")
+        if i == 1100 and "add" not in done:
             setup.worker("w3", **env)
-            events["add"] = time.monotonic()
+            done.append("add")
+        if i == 1700 and "restart" not in done:
+            assert workers[0].stop() == 0
+            setup.worker("w0-again", **env)
+            done.append("restart")
 
-    produce_spread(setup.predictions, messages, 4, seed=52, pace=pace)
-    assert set(events) == {"kill", "add"}
+    produce_spread(setup.predictions, messages, 6, seed=52, pace=pace)
+    assert done == ["kill", "add", "restart"]
     assert all_reports(setup, len(expected), timeout=120) == expected
+
+
+def test_a_quiet_partitions_restored_window_closes_after_a_restart(
+        setup: Setup, make_profile: Callable[[str, Path], Path]) -> None:
+    """Checkpoints are loaded when partitions are assigned, not when a record arrives: a window
+    restored on a partition that gets no new record still closes."""
+    make_profile(setup.model, setup.profiles)
+    worker = setup.worker("before", **{**overrides(), "DRIFT_MONITOR_IDLE_SECONDS": "600"})
+    produce(setup.predictions, record_messages(setup.model, 150, time.time(), seed=61),
+            key=None, partition=2)
+    wait_until(lambda: (cp := last_checkpoint(setup.state, 2)) and cp["offset"] == 149, 30,
+               "the checkpoint of partition 2")
+    worker.kill()
+    assert reports_in(setup.reports) == []
+    restarted = setup.worker("after", **overrides())
+    restarted.wait_for("partition 2: restored checkpoint at offset 149", 30)
+    assert [r["records"] for r in all_reports(setup, 1, timeout=60)] == [150]

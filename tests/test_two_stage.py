@@ -192,7 +192,7 @@ def test_ancient_and_huge_timestamps_never_raise(profile: Profile) -> None:
 def _rebuilt(profile: Profile) -> Profile:
     """The same model and version with a different profile (as after `profile build` again)."""
     other = Profile.from_json(profile.to_json())
-    other.features["age"].thresholds["psi"] *= 2
+    other.false_alarm_rate /= 2
     other.profile_id = other.compute_id()
     return other
 
@@ -241,3 +241,56 @@ def test_a_removed_profile_ends_its_open_alerts(profile: Profile) -> None:
     assert {a.alert_id for a in resolved} == {a.alert_id for a in firing}
     assert "profile was removed" in resolved[0].message
     assert ("churn", "3") not in merger.models
+
+
+def _exchange(folders: list[PartitionFolder], merger: WindowMerger) -> list:
+    for folder in folders:
+        merger.receive([decode(encode(m)) for m in
+                        [*folder.take_partials(), *folder.progress().values()]])
+        folder.sent()
+    return merger.evaluate_due()
+
+
+def test_a_recreated_topic_with_fewer_partitions_is_a_new_stream(profile: Profile) -> None:
+    """The same windows produced again into a topic created again with 2 partitions (was 4):
+    they are evaluated (not taken for repeats), and nobody waits for partitions 2 and 3."""
+    config = EngineConfig(**CONFIG)
+    lookup = _lookup(profile)
+    messages = [m for m in _stream(14, windows=3) if b'"churn"' in m]
+    merger = WindowMerger(lookup, config)
+    old = [PartitionFolder(q, lookup, config, sources=4, stream="id-1") for q in range(4)]
+    for q, folder in enumerate(old):
+        folder.fold(parse_messages(messages[q::4]))
+        folder.flush()
+    first = _reports(_exchange(old, merger))
+    assert [r["records"] for r in first] == [400, 400, 400]
+    new = [PartitionFolder(q, lookup, config, sources=2, stream="id-2") for q in range(2)]
+    for q, folder in enumerate(new):
+        folder.fold(parse_messages(messages[q::2]))
+    out = _exchange(new, merger)
+    for folder in new:
+        folder.flush()
+    out += _exchange(new, merger)
+    assert _reports(out) == first  # the same records give the same windows again
+    # A straggler of the old stream changes nothing.
+    merger.receive([decode(encode(old[3].progress()[0]))])
+    assert merger.n_sources == 2 and merger.foreign == 1
+
+
+def test_partitions_added_to_the_input_are_waited_for(profile: Profile) -> None:
+    config = EngineConfig(**CONFIG)
+    lookup = _lookup(profile)
+    messages = [m for m in _stream(15, windows=2) if b'"churn"' in m]
+    share = [messages[q::3] for q in range(3)]
+    merger = WindowMerger(lookup, config)
+    two = [PartitionFolder(q, lookup, config, sources=2) for q in range(2)]
+    for q, folder in enumerate(two):
+        folder.fold(parse_messages(share[q][:50]))
+    _exchange(two, merger)
+    two[0].sources = two[1].sources = 3  # a partition was added while running
+    added = PartitionFolder(2, lookup, config, sources=3)
+    for q, folder in enumerate(two):
+        folder.fold(parse_messages(share[q][50:]))
+    assert _reports(_exchange(two, merger)) == []  # partition 2 has not reported yet
+    added.fold(parse_messages(share[2]))
+    assert [r["records"] for r in _reports(_exchange([added], merger))] == [400]

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs once, after the influxdb:2.x image's first-start setup (DOCKER_INFLUXDB_INIT_MODE=setup):
 # maps the InfluxQL database/retention policy drift/autogen to the "drift" bucket, so that
-# Grafana's InfluxQL datasource (dashboards/provisioning/datasources/drift.yaml) can query it.
+# Grafana's InfluxQL datasource (monitor/dashboards/grafana/provisioning/datasources/drift.yaml) can query it.
 set -euo pipefail
 
 bucket="${DOCKER_INFLUXDB_INIT_BUCKET:-drift}"

@@ -114,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = dashboards.add_subparsers(dest="dashboards_command", required=True, parser_class=_Parser)
     push = dsub.add_parser("push", help="upload the dashboards to Grafana")
     push.add_argument("--url", required=True, help="Grafana URL, e.g. http://localhost:3000")
-    push.add_argument("--token", help="Grafana API token (or service account token)")
+    push.add_argument("--token-file", metavar="FILE", help="file holding the Grafana service "
+                      "account token (default: the GRAFANA_TOKEN environment variable)")
+    push.add_argument("--token", help=argparse.SUPPRESS)  # refused: it would show in `ps`
     push.add_argument("--datasource", action="store_true", help="also create/update the datasource")
 
     demo = sub.add_parser("demo", help="the demo stream")
@@ -189,9 +191,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return tail_alerts(as_json=args.json, from_beginning=args.from_beginning,
                            idle_timeout=args.timeout)
     if args.command == "dashboards":
-        from monitor.dashboards.build import push_dashboards
+        from monitor.dashboards.push import grafana_token, push_dashboards
 
-        for uid in push_dashboards(args.url, args.token, include_datasource=args.datasource):
+        if args.token is not None:
+            raise UsageError("a token on the command line shows in `ps` and shell history: set "
+                             "GRAFANA_TOKEN or use --token-file FILE (--token)")
+        token = grafana_token(args.token_file)
+        for uid in push_dashboards(args.url, token, include_datasource=args.datasource):
             print(f"pushed {uid}")
         return 0
     if args.command == "demo":

@@ -7,6 +7,8 @@ which is what lets them run on mergeable summaries instead of raw values.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import stats
 
@@ -14,24 +16,32 @@ PSI_FLOOR = 1e-4
 
 
 def proportions(counts: np.ndarray) -> np.ndarray:
+    """Counts over the last axis as shares (all zeros where there are none)."""
     counts = np.asarray(counts, dtype=np.float64)
-    total = counts.sum()
-    return counts / total if total > 0 else np.zeros_like(counts)
+    total = counts.sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, counts / np.where(total > 0, total, 1.0), 0.0)
 
 
-def psi(expected: np.ndarray, actual: np.ndarray, floor: float = PSI_FLOOR) -> float:
-    """Population Stability Index, proportions floored at `floor`.
+def psi(expected: np.ndarray, actual: np.ndarray, floor: float = PSI_FLOOR) -> Any:
+    """Population Stability Index, proportions floored at `floor` (one value per row of a 2-D
+    `actual`).
 
     >>> round(psi(np.array([50, 50]), np.array([60, 40])), 4)
     0.0405
     """
     p = np.maximum(proportions(expected), floor)
     q = np.maximum(proportions(actual), floor)
-    return float(np.sum((q - p) * np.log(q / p)))
+    return _scalar(np.sum((q - p) * np.log(q / p), axis=-1))
 
 
-def js_distance(p_counts: np.ndarray, q_counts: np.ndarray) -> float:
-    """Jensen-Shannon distance, base 2 (0 = same distribution, 1 = disjoint).
+def _scalar(values: np.ndarray) -> Any:
+    return float(values) if np.ndim(values) == 0 else values
+
+
+def js_distance(p_counts: np.ndarray, q_counts: np.ndarray) -> Any:
+    """Jensen-Shannon distance, base 2 (0 = same distribution, 1 = disjoint); one value per row
+    of a 2-D `q_counts`.
 
     >>> js_distance(np.array([1, 0]), np.array([0, 1]))
     1.0
@@ -40,9 +50,9 @@ def js_distance(p_counts: np.ndarray, q_counts: np.ndarray) -> float:
     q = proportions(q_counts)
     m = (p + q) / 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum()
-        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum()
-    return float(np.sqrt(max(0.0, (kl_p + kl_q) / 2)))
+        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum(axis=-1)
+        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum(axis=-1)
+    return _scalar(np.sqrt(np.maximum(0.0, (kl_p + kl_q) / 2)))
 
 
 def tvd(p_counts: np.ndarray, q_counts: np.ndarray) -> float:
@@ -99,26 +109,84 @@ def wasserstein_from_histograms(edges: np.ndarray, expected: np.ndarray, actual:
     return float(total + area.sum())
 
 
-def chi2_p_value(expected_counts: np.ndarray, observed: np.ndarray,
-                 floor: float = PSI_FLOOR, min_expected: float = 5.0) -> float:
-    """Chi-square goodness-of-fit p-value of `observed` counts against the proportions of
-    `expected_counts` (floored, so that a bin unseen in training can still be tested). Bins whose
-    expected count is below `min_expected` are pooled into one, as the test requires.
+def wasserstein_rows(windows: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """W1 between each row of `windows` (raw values) and the `reference` values, as the mean
+    gap between their quantile functions on a grid finer than the windows' steps.
+
+    >>> rows = np.array([[0.0, 1.0], [1.0, 2.0]])
+    >>> wasserstein_rows(rows, np.array([0.0, 1.0])).round(3).tolist()
+    [0.0, 1.0]
     """
-    observed = np.asarray(observed, dtype=np.float64)
-    n = observed.sum()
-    if n == 0:
+    windows = np.sort(np.atleast_2d(windows), axis=1)
+    n = windows.shape[1]
+    steps = max(100, 2 * n)
+    grid = (np.arange(steps) + 0.5) / steps
+    mine = windows[:, np.minimum((grid * n).astype(int), n - 1)]
+    ref = np.sort(reference)
+    theirs = ref[np.minimum((grid * ref.size).astype(int), ref.size - 1)]
+    return np.abs(mine - theirs).mean(axis=1)
+
+
+EXACT_RESAMPLES = 20_000  # Monte Carlo tables of the exact test (p-value resolution 5e-5)
+
+
+def contingency_p_value(training: np.ndarray, window: np.ndarray, *,
+                        min_expected: float = 5.0) -> float:
+    """Two-sample test of training counts against window counts over the same bins: do both
+    come from one distribution? Both samples are noisy (unlike a goodness-of-fit test against
+    the training shares). Bins with small expected counts are pooled into one (Cochran's rule);
+    a table that still has an expected count below `min_expected` (small windows) gets an exact
+    test: Fisher's for 2 x 2, else the exact chi-square test by Monte Carlo over random tables
+    with the same margins (fixed seed: the same input gives the same p-value); otherwise scipy's
+    `chi2_contingency`.
+
+    >>> round(contingency_p_value(np.array([500, 500]), np.array([50, 50])), 3)
+    1.0
+    >>> contingency_p_value(np.array([500, 500]), np.array([100, 0])) < 1e-20
+    True
+    """
+    t = np.asarray(training, dtype=np.int64)
+    w = np.asarray(window, dtype=np.int64)
+    keep = (t + w) > 0
+    t, w = t[keep], w[keep]
+    if t.size < 2 or t.sum() == 0 or w.sum() == 0:
         return 1.0
-    p = np.maximum(proportions(expected_counts), floor)
-    p = p / p.sum()
-    exp = p * n
-    small = exp < min_expected
-    if small.any():
-        exp = np.append(exp[~small], exp[small].sum())
-        observed = np.append(observed[~small], observed[small].sum())
-        if exp[-1] == 0:
-            exp, observed = exp[:-1], observed[:-1]
-    if len(exp) < 2:
-        return 1.0
-    statistic = float(((observed - exp) ** 2 / exp).sum())
-    return float(stats.chi2.sf(statistic, len(exp) - 1))
+    table = np.vstack((t, w))
+    small = (_expected(table) < min_expected).any(axis=0)
+    if small.any() and (~small).sum() >= 1:
+        pooled = np.hstack((table[:, ~small], table[:, small].sum(axis=1, keepdims=True)))
+        if pooled.shape[1] >= 2:
+            table = pooled
+    if (_expected(table) >= min_expected).all():
+        return float(stats.chi2_contingency(table).pvalue)
+    if table.shape[1] == 2:
+        return float(stats.fisher_exact(table).pvalue)
+    return exact_chi2_p_value(table)
+
+
+def exact_chi2_p_value(table: np.ndarray, resamples: int = EXACT_RESAMPLES) -> float:
+    """P(chi-square statistic >= the observed one) over random 2 x K tables with the observed
+    margins (the window row is multivariate hypergeometric), by Monte Carlo: a first 1,000
+    tables, and all of `resamples` only when those leave the p-value below 1% (the tail where
+    the decision is made).
+
+    >>> exact_chi2_p_value(np.array([[30, 30, 30], [0, 0, 9]])) < 0.001
+    True
+    """
+    columns = table.sum(axis=0)
+    expected = _expected(table)
+    observed = float(((table - expected) ** 2 / expected).sum())
+    rng = np.random.default_rng(0)
+    p = 1.0
+    for count in (min(1000, resamples), resamples):
+        window = rng.multivariate_hypergeometric(columns, int(table[1].sum()), size=count)
+        simulated = np.stack((columns - window, window), axis=1)
+        statistic = ((simulated - expected) ** 2 / expected).sum(axis=(1, 2))
+        p = (int((statistic >= observed * (1 - 1e-12)).sum()) + 1) / (count + 1)
+        if p >= 0.01:
+            break
+    return p
+
+
+def _expected(table: np.ndarray) -> np.ndarray:
+    return np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()

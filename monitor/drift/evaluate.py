@@ -1,7 +1,10 @@
 """compare(window, profile): metrics per feature and the findings they raise (pure).
 
-A finding is a check whose value crossed its threshold (warning, or critical when far over),
-or a seed rule that always reports (values outside the training range, unseen categories).
+A finding is a check whose value crossed its threshold (warning, or critical when far over), a
+significant difference under its effect-size floor (info), a window too small for a check at the
+false-alarm budget (info, with the size that would do), or a seed rule that always reports
+(values outside the training range, unseen categories). The checks are those of
+`monitor.drift.registry`; nothing here names one.
 """
 
 from __future__ import annotations
@@ -11,28 +14,24 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.drift.checks import (
-    CALIBRATED,
-    RATE_CHECKS,
-    SAMPLE_CHECKS,
-    Severity,
-    check_alpha,
-    rate_bound,
-    rate_severity,
-    scaled_threshold,
-    statistic_severity,
-)
-from monitor.drift.metrics import categorical_metrics, numeric_metrics, oov_baseline, text_metrics
+from monitor.drift.checks import CheckInput, Limit, Severity, over
+from monitor.drift.metrics import feature_metrics
+from monitor.drift.nulls import rate_bound
+from monitor.drift.registry import check_alpha, checks_for
 from monitor.ingest.schema import Kind
 from monitor.profile.language import language_counts
-from monitor.profile.model import TEXT_PROFILE_SAMPLE, FeatureProfile, Profile
-from monitor.summaries import CategoricalSummary, NumericSummary, Summary, TextSummary
+from monitor.profile.model import FeatureProfile, Profile
+from monitor.summaries import Summary, TextSummary
 from monitor.summaries.window import WindowSummary
 
 MODEL_LEVEL = ""  # the `feature` of a finding about the whole model
 LanguageCounter = Callable[[Iterable[str]], Counter[str]]
-# feature (or "*") -> check -> fixed threshold, overriding the calibrated one
+# feature (or "*") -> check -> fixed threshold, overriding the calibrated one; the key
+# "<check>_floor" sets that check's effect-size floor instead.
 Overrides = dict[str, dict[str, float]]
+FLOOR_SUFFIX = "_floor"
+SAMPLE_SIZE = "sample_size"  # the info finding of a window too small for some checks
+EDGE_FLOOR = 0.001  # edge records: an excess over the training rate smaller than this is info
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,8 @@ class FeatureReport:
     metrics: dict[str, Any]
     thresholds: dict[str, float]
     findings: list[Finding]
+    # check -> smallest effect found with 80% power at this window's size (mean_shift: in std)
+    detectable: dict[str, float] = field(default_factory=dict)
 
     @property
     def severity(self) -> Severity:
@@ -85,6 +86,7 @@ class WindowReport:
     features: dict[str, FeatureReport]
     model_findings: list[Finding]
     distribution_checks: bool = True
+    dropped_values: int = 0  # counted but not kept in the window's bounded state
 
     @property
     def findings(self) -> list[Finding]:
@@ -106,10 +108,12 @@ class WindowReport:
             "missing_features": self.missing_features,
             "unexpected_features": self.unexpected_features,
             "distribution_checks": self.distribution_checks,
+            "dropped_values": self.dropped_values,
             "severity": str(self.severity),
             "features": {
                 n: {"kind": str(r.kind), "severity": str(r.severity), "metrics": r.metrics,
-                    "thresholds": r.thresholds}
+                    "thresholds": r.thresholds,
+                    **({"detectable": r.detectable} if r.detectable else {})}
                 for n, r in self.features.items()},
             "findings": [f.to_dict() for f in self.findings],
         }
@@ -135,6 +139,7 @@ def compare(window: WindowSummary, profile: Profile, *, distribution_checks: boo
         features=features,
         model_findings=model_findings(window, profile),
         distribution_checks=distribution_checks,
+        dropped_values=sum(window.dropped.values()),
     )
 
 
@@ -144,137 +149,91 @@ def _overrides_for(overrides: Overrides | None, name: str) -> dict[str, float]:
     return {**overrides.get("*", {}), **overrides.get(name, {})}
 
 
-def feature_metrics(feature: FeatureProfile, summary: Summary,
-                    detect_languages: LanguageCounter = language_counts) -> dict[str, Any]:
-    if isinstance(summary, NumericSummary):
-        return numeric_metrics(feature, summary)
-    if isinstance(summary, CategoricalSummary):
-        return categorical_metrics(feature, summary)
-    assert isinstance(summary, TextSummary)
-    return text_metrics(feature, summary, detect_languages(summary.sample), summary.token_counts())
-
-
-def sample_size_for(check: str, metrics: dict[str, Any]) -> int:
-    """The number of values a check's statistic was computed on."""
-    if check in SAMPLE_CHECKS:
-        return int(metrics.get("sampled", 0))
-    return int(metrics.get("count", 0))
-
-
-def calibrated_size(check: str, feature: FeatureProfile, profile: Profile) -> int:
-    if check in SAMPLE_CHECKS:
-        summary = feature.summary
-        sample = summary.sample_size if isinstance(summary, TextSummary) else profile.window_size
-        return min(profile.window_size, sample)
-    return profile.window_size
+def check_input(feature: FeatureProfile, summary: Summary,
+                detect_languages: LanguageCounter = language_counts) -> CheckInput:
+    """What the checks read; a text feature's sampled texts are analysed here, once."""
+    if isinstance(summary, TextSummary):
+        return CheckInput(feature, summary, detect_languages(summary.sample),
+                          summary.token_counts())
+    return CheckInput(feature, summary)
 
 
 def compare_feature(profile: Profile, feature: FeatureProfile, summary: Summary, *,
                     distribution_checks: bool = True, overrides: dict[str, float] | None = None,
                     detect_languages: LanguageCounter = language_counts) -> FeatureReport:
-    metrics = feature_metrics(feature, summary, detect_languages)
+    inp = check_input(feature, summary, detect_languages)
+    metrics = feature_metrics(inp)
     findings: list[Finding] = []
     thresholds: dict[str, float] = {}
+    detectable: dict[str, float] = {}
+    too_small: dict[str, Limit] = {}
     overrides = overrides or {}
     alpha = check_alpha(feature.kind, profile.false_alarm_rate)
     name = feature.name
-    for check, exponent in CALIBRATED[feature.kind].items():
-        value = metrics.get(check)
-        calibrated = feature.thresholds.get(check)
-        if check in overrides:
-            threshold = overrides[check]
-        elif calibrated is None:
+    for check_name, check in checks_for(feature.kind).items():
+        fixed = overrides.get(check_name)
+        limit = (Limit.override(fixed) if fixed is not None else
+                 check.limit(inp, alpha, overrides.get(check_name + FLOOR_SUFFIX)))
+        thresholds[check_name] = limit.threshold
+        if check.distribution and not distribution_checks:
             continue
-        else:
-            baseline = oov_baseline(feature) if check == "oov_rate" else 0.0
-            threshold = scaled_threshold(calibrated, exponent,
-                                         calibrated_size(check, feature, profile),
-                                         sample_size_for(check, metrics), baseline)
-        thresholds[check] = threshold
-        if not distribution_checks or value is None:
+        value = metrics.get(check_name)
+        if value is not None and not limit.decidable:
+            too_small[check_name] = limit
             continue
-        severity = statistic_severity(check, value, threshold,
-                                      oov_baseline(feature) if check == "oov_rate" else 0.0)
-        if severity > Severity.OK:
-            op = "<" if check == "chi2_p" else ">"
-            findings.append(Finding(name, check, severity, float(value), threshold,
-                                    f"{name}: {check} {value:.4g} {op} {threshold:.4g}"))
-    for check in RATE_CHECKS[feature.kind]:
-        finding = _rate_finding(profile, feature, summary, metrics, check, alpha,
-                                overrides.get(check))
-        thresholds[check] = finding[1]
-        if finding[0] is not None:
-            findings.append(finding[0])
-    return FeatureReport(name, feature.kind, metrics, thresholds, findings)
+        power = check.detectable(limit, inp)
+        if power is not None:
+            detectable[check_name] = power
+        severity = check.assess(value, limit, inp)
+        if severity > Severity.OK and value is not None:
+            message, details = check.message(name, float(value), limit, severity, inp)
+            findings.append(Finding(name, check_name, severity, float(value), limit.threshold,
+                                    message, details))
+    if too_small:
+        findings.append(_too_small(name, too_small, inp))
+    return FeatureReport(name, feature.kind, metrics, thresholds, findings, detectable)
 
 
-def _training_rate(profile: Profile, feature: FeatureProfile, check: str) -> float:
-    t = feature.summary
-    # Never below one in the training count: a training set without nulls still does not
-    # prove that a single null is drift.
-    if check == "null_rate":
-        return max(t.nulls / t.records, 1.0 / (t.records + 1)) if t.records else 0.0
-    if check == "type_mismatch_rate":
-        return max(t.mismatches / t.records, 1.0 / (t.records + 1)) if t.records else 0.0
-    if check == "out_of_range_rate":
-        # A new value falls outside the min and max of N training values with chance 2/(N+1).
-        return 2.0 / (t.count + 1)
-    # Unseen mass (Good-Turing), never below one value in the training count: a sample of N
-    # shows nothing rarer than about 1/N.
-    if check == "novelty_rate":
-        return max(feature.unseen_mass, 1.0 / (t.count + 1))
-    if check == "unseen_language_rate":
-        return max(feature.language_singletons, 1.0 / (TEXT_PROFILE_SAMPLE + 1))
-    raise KeyError(check)
-
-
-def _rate_finding(profile: Profile, feature: FeatureProfile, summary: Summary,
-                  metrics: dict[str, Any], check: str, alpha: float,
-                  override: float | None) -> tuple[Finding | None, float]:
-    rate = metrics.get(check)
-    if check in ("null_rate", "type_mismatch_rate"):
-        n = summary.records
-    elif check == "unseen_language_rate":
-        n = int(metrics.get("sampled", 0))
+def _too_small(feature: str, limits: dict[str, Limit], inp: CheckInput) -> Finding:
+    """One info finding: these checks cannot decide at the false-alarm budget here."""
+    check = checks_for(inp.feature.kind)[next(iter(limits))]
+    n, N = inp.sizes(check.basis)
+    needs = {c: lim.min_size for c, lim in limits.items()}
+    sizes = [v for v in needs.values() if v is not None]
+    if sizes:
+        wants = ", ".join(f"{c} {v:,}" for c, v in needs.items() if v is not None)
+        advice = f"the smallest windows that would do: {wants}"
     else:
-        n = int(metrics.get("count", 0))
-    p0 = _training_rate(profile, feature, check)
-    bound = override if override is not None else rate_bound(p0, n, alpha)
-    if rate is None or n == 0:
-        return None, bound
-    count = round(rate * n)
-    severity = rate_severity(check, rate, bound, p0, count)
-    if severity is Severity.OK:
-        return None, bound
-    name = feature.name
-    details: dict[str, Any] = {"count": count, "training_rate": p0}
-    if check == "novelty_rate":
-        details["new_values"] = metrics.get("new_values", [])
-        shown = ", ".join(f"{v!r} x{n}" for v, n in details["new_values"])
-        message = f"{name}: {count} values never seen in training ({rate:.2%}): {shown}"
-    elif check == "out_of_range_rate":
-        message = (f"{name}: {count} values outside the training range "
-                   f"[{metrics['training_min']:.4g}, {metrics['training_max']:.4g}] ({rate:.2%}; "
-                   f"window min {metrics['min']:.4g}, max {metrics['max']:.4g})")
-    else:
-        message = f"{name}: {check} {rate:.2%} > {bound:.2%} (training {p0:.2%})"
-    return Finding(name, check, severity, float(rate), bound, message, details), bound
+        advice = ""
+    never = [c for c, v in needs.items() if v is None]
+    if never:
+        advice += ("; " if advice else "") + (
+            f"{', '.join(never)}: no window can, against a profile of {N:,}: rebuild it from "
+            f"more training data")
+    return Finding(feature, SAMPLE_SIZE, Severity.INFO, float(n),
+                   float(min(sizes)) if sizes else None,
+                   f"{feature}: {n:,} is too small a sample for {', '.join(limits)} at the "
+                   f"false-alarm budget ({advice})", {"needs": needs})
 
 
 def model_findings(window: WindowSummary, profile: Profile) -> list[Finding]:
     findings: list[Finding] = []
     if window.records == 0:
         return findings
-    alpha = profile.false_alarm_rate
     rate = window.edge_records / window.records
     p0 = profile.edge_record_rate
-    bound = rate_bound(max(p0, 1.0 / 100_000), window.records, alpha)
-    severity = rate_severity("edge_record_rate", rate, bound, p0, window.edge_records)
+    rows = int(profile.source.get("rows", 0)) or 100_000
+    bound = rate_bound(p0 * rows, rows, window.records, profile.false_alarm_rate)
+    threshold = max(bound, p0 + EDGE_FLOOR)
+    severity = Severity.OK
+    if over(rate, threshold):
+        severity = (Severity.CRITICAL if rate >= 2 * threshold and rate - p0 >= 0.05
+                    else Severity.WARNING)
     if severity > Severity.OK:
         findings.append(Finding(
-            MODEL_LEVEL, "edge_record_rate", severity, rate, bound,
+            MODEL_LEVEL, "edge_record_rate", severity, rate, threshold,
             f"{rate:.2%} edge records (>= 95% of features null, or a value far outside the "
-            f"training range) > {bound:.2%} (training {p0:.2%})",
+            f"training range) > {threshold:.2%} (training {p0:.2%})",
             {"count": window.edge_records}))
     for name in window.missing_features:
         findings.append(Finding(name, "missing_feature", Severity.WARNING, 1.0, 0.0,

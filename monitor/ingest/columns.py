@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from monitor.ingest.schema import Kind
+
 _NUMBER_TYPES = frozenset({int, float})
 _NUMBER_OR_NULL = frozenset({int, float, type(None)})
 _STR_OR_NULL = frozenset({str, type(None)})
@@ -57,14 +59,18 @@ def numeric_column(raw: Sequence[Any] | np.ndarray) -> NumericColumn:
         values = raw.astype(np.float64, copy=False)
         n = values.shape[0]
         return NumericColumn(values, np.zeros(n, bool), np.zeros(n, bool))
-    seq = raw if isinstance(raw, list) else list(raw)
+    seq = raw if isinstance(raw, list | tuple) else list(raw)
     n = len(seq)
     types = set(map(type, seq))
-    if types <= _NUMBER_TYPES:
-        return NumericColumn(np.array(seq, dtype=np.float64), np.zeros(n, bool), np.zeros(n, bool))
-    if types <= _NUMBER_OR_NULL and float not in types:
-        values = np.array(seq, dtype=np.float64)  # None becomes NaN; ints cannot be NaN
-        return NumericColumn(values, np.isnan(values), np.zeros(n, bool))
+    try:
+        if types <= _NUMBER_TYPES:
+            return NumericColumn(np.array(seq, dtype=np.float64), np.zeros(n, bool),
+                                 np.zeros(n, bool))
+        if types <= _NUMBER_OR_NULL and float not in types:
+            values = np.array(seq, dtype=np.float64)  # None becomes NaN; ints cannot be NaN
+            return NumericColumn(values, np.isnan(values), np.zeros(n, bool))
+    except OverflowError:  # an integer beyond the float range (the stdlib JSON reads any)
+        pass
     # Slow path, only for batches that hold nulls among floats or values of the wrong type.
     values = np.full(n, np.nan)
     null = np.zeros(n, bool)
@@ -72,13 +78,34 @@ def numeric_column(raw: Sequence[Any] | np.ndarray) -> NumericColumn:
     for i, v in enumerate(seq):
         if v is None:
             null[i] = True
-        elif type(v) in _NUMBER_TYPES:
+        elif type(v) is int:
+            values[i] = _int_value(v)
+        elif type(v) is float:
             values[i] = v
         elif isinstance(v, np.floating | np.integer):
             values[i] = float(v)
         else:
             mismatch[i] = True
     return NumericColumn(values, null, mismatch)
+
+
+def _int_value(v: int) -> float:
+    """An integer as a float; beyond the float range it is infinite (as JSON's 1e999 is).
+
+    >>> _int_value(3), _int_value(-10 ** 400)
+    (3.0, -inf)
+    """
+    try:
+        return float(v)
+    except OverflowError:
+        return float("inf") if v > 0 else float("-inf")
+
+
+def column_for(kind: Kind, raw: Any) -> NumericColumn | LabelColumn:
+    """The typed column of a feature of `kind` from its raw values (or an already typed one)."""
+    if kind is Kind.NUMERIC:
+        return numeric_column(raw)
+    return label_column(raw, numbers_as_labels=kind is Kind.CATEGORICAL)
 
 
 def label_column(raw: Sequence[Any], *, numbers_as_labels: bool = True) -> LabelColumn:
@@ -89,6 +116,8 @@ def label_column(raw: Sequence[Any], *, numbers_as_labels: bool = True) -> Label
     >>> c.values, c.null.tolist(), c.mismatch.tolist()
     (['CA', None, '3', 'true', None], [False, True, False, False, False], [False, False, False, False, True])
     """
+    if isinstance(raw, LabelColumn):
+        return raw
     if isinstance(raw, NumericColumn):  # numbers read from CSV/Parquet used as labels
         raw = [None if null else v for v, null in zip(raw.values.tolist(), raw.null.tolist(), strict=True)]
     seq = raw if isinstance(raw, list) else list(raw)

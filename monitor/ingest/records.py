@@ -5,27 +5,38 @@ A record (README.md, "Message formats"):
     {"model": "churn", "version": "3", "ts": "2026-11-26T12:00:00.250Z", "id": "req-8812",
      "features": {"age": 41, "state": "CA"}, "prediction": 0.83}
 One message holds one record or a JSON array of records.
+
+Two paths give the same groups: the fast path (`fast_decode.FastDecoder`, built from the
+profiles' schemas) decodes the messages it can vouch for straight into columns; this module's
+per-record path reads every other message and is the reference the fast path is tested against.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 import orjson
 
-from monitor.ingest.schema import PREDICTION
+from monitor.ingest.column_group import ColumnGroup, output_names
+from monitor.ingest.columns import LabelColumn, NumericColumn, column_for
+from monitor.ingest.fast_decode import MAX_NAME_CHARS, FastDecoder
+from monitor.ingest.schema import PREDICTION, Kind
 from monitor.ingest.timestamps import MAX_FUTURE_SECONDS, parse_ts
 
 ModelKey = tuple[str, str]
+WIDE_RECORD_NAMES = 1_000  # a record with more feature keys has its unprofiled ones counted only
 # Model and version name a profile, key the engine's state and appear in every alert and metric:
-# longer ones are refused (dead-lettered with the reason), so no record can bloat those.
-MAX_NAME_CHARS = 200
+# longer ones (MAX_NAME_CHARS) are refused (dead-lettered with the reason), so no record can
+# bloat those.
+__all__ = ["MAX_NAME_CHARS", "ColumnGroup", "InvalidRecord", "ParsedBatch", "RecordGroup",
+           "parse_messages"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +89,37 @@ class RecordGroup:
             return [p.get(key) if type(p) is dict else None for p in self.predictions]
         return list(map(dict.get, self.features, repeat(name)))
 
+    def column_for(self, name: str, kind: Kind) -> NumericColumn | LabelColumn:
+        return column_for(kind, self.column(name))
+
+    def feature_tally(self, profiled: Any) -> tuple[set[str], dict[str, int], int]:
+        """The profiled features present in at least one record, the records carrying each
+        other name (outputs named `prediction[.key]`), and the other names of wide records
+        (more than WIDE_RECORD_NAMES keys: 10,000 junk keys would cost microseconds each to
+        track), counted only. Counting per record only runs for unexpected names."""
+        features = self.features
+        untracked = 0
+        wide_present: set[str] = set()
+        if any(len(f) > WIDE_RECORD_NAMES for f in features):
+            wide = [f for f in features if len(f) > WIDE_RECORD_NAMES]
+            features = [f for f in features if len(f) <= WIDE_RECORD_NAMES]
+            seen = [profiled & f.keys() for f in wide]
+            untracked = sum(len(f) - len(p) for f, p in zip(wide, seen, strict=True))
+            wide_present = set().union(*seen)
+        keys: set[str] = set().union(*features) | wide_present
+        odd = keys - profiled
+        tally: dict[str, int] = {}
+        if odd:
+            counts = Counter(chain.from_iterable(features))
+            tally = {k: counts[k] for k in odd}
+        outputs, other = output_names(self.predictions, profiled)
+        tally.update(other)
+        return (keys & profiled) | outputs, tally, untracked
+
+    def to_columns(self) -> ColumnGroup:
+        return ColumnGroup.from_rows(self.model, self.version, self.ts, self.index,
+                                     self.features, self.predictions)
+
     def feature_names(self) -> set[str]:
         """Every feature name present in at least one record, outputs as `prediction[.key]`."""
         names: set[str] = set().union(*self.features)
@@ -93,7 +135,7 @@ class RecordGroup:
 
 @dataclass(slots=True)
 class ParsedBatch:
-    groups: dict[ModelKey, RecordGroup] = field(default_factory=dict)
+    groups: dict[ModelKey, RecordGroup | ColumnGroup] = field(default_factory=dict)
     invalid: list[InvalidRecord] = field(default_factory=list)
 
     @property
@@ -145,17 +187,41 @@ def _check_record(obj: Any, latest: float) -> tuple[str, str, float, dict[str, A
     return model, version, ts, features, prediction
 
 
-def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
-    """Decode and validate a batch of messages; never raises on bad input.
+def parse_messages(messages: Iterable[bytes], decoder: FastDecoder | None = None, *,
+                   latest: float | None = None) -> ParsedBatch:
+    """Decode and validate a batch of messages; never raises on bad input. With a `decoder`
+    the messages it accepts take the fast path (their groups are `ColumnGroup`s); the others,
+    and every message without one, take the per-record path here. `latest`: the newest
+    acceptable `ts` (default: a day from now).
 
     >>> b = parse_messages([b'{"model":"m","version":1,"ts":0,"features":{"x":1}}', b'{"oops'])
     >>> len(b.groups[("m", "1")]), b.invalid[0].reason.split(":")[0]
     (1, 'not valid JSON')
     """
+    latest = time.time() + MAX_FUTURE_SECONDS if latest is None else latest
+    if decoder is None:
+        return _parse_records(messages, latest)
+    messages = messages if isinstance(messages, Sequence) else list(messages)
+    groups, refused = decoder.decode(messages, latest)
+    if not refused:
+        return ParsedBatch(dict(groups))
+    rest = _parse_records([messages[i] for i in refused], latest, refused)
+    for key, group in rest.groups.items():
+        fast = groups.get(key)
+        groups[key] = group if fast is None else fast.concat(group.to_columns())
+    if len(groups) > 1:
+        groups = dict(sorted(groups.items(), key=lambda kv: int(kv[1].index[0])))
+    return ParsedBatch(dict(groups), rest.invalid)
+
+
+def _parse_records(messages: Iterable[bytes], latest: float,
+                   positions: Sequence[int] | None = None) -> ParsedBatch:
+    """The per-record path (the reference); `positions`: each message's place in the batch."""
     batch = ParsedBatch()
     groups = batch.groups
-    latest = time.time() + MAX_FUTURE_SECONDS
     for position, message in enumerate(messages):
+        if positions is not None:
+            position = positions[position]
         try:
             obj = _decode(message)
         except ValueError as exc:
@@ -189,7 +255,7 @@ def parse_messages(messages: Iterable[bytes]) -> ParsedBatch:
     return batch
 
 
-def _group(groups: dict[ModelKey, RecordGroup], model: str, version: str) -> RecordGroup:
+def _group(groups: dict[ModelKey, Any], model: str, version: str) -> RecordGroup:
     group = groups.get((model, version))
     if group is None:
         group = groups[(model, version)] = RecordGroup(model, version)

@@ -1,7 +1,9 @@
 r"""Window reports, alerts and worker counters as InfluxDB line protocol (pure).
 
-The measurement and field names are a contract: the Grafana dashboards query them (see
-`monitor.dashboards.build.METRIC_CONTRACT`, which must stay a subset of `METRICS`). Every numeric
+The measurement, field and tag names here (`METRICS`, `TAGS`) are the one metric contract: the
+Grafana dashboards may query only these (`monitor.dashboards.influxql.contract_violations`, run
+on every generated query by the tests) and README's Metrics section names each of them (a test
+too). Every numeric
 field is written as a float (never an `i` integer), so one field never changes type between
 points, which InfluxDB would reject. Timestamps are nanoseconds; a window's points carry the
 window's end.
@@ -23,43 +25,29 @@ from typing import Any
 
 import numpy as np
 
-from monitor.drift.checks import CALIBRATED, RATE_CHECKS, Severity
+from monitor.drift.checks import Severity
 from monitor.drift.evaluate import WindowReport
+from monitor.drift.metrics import DESCRIPTIVE
+from monitor.drift.registry import checks_for, threshold_fields
 from monitor.ingest.schema import Kind
 from monitor.profile.model import Profile
 from monitor.stream.alerts import Alert
 
-_NUMERIC_METRICS = {
-    "records", "count", "null_rate", "type_mismatch_rate", "nonfinite_rate", "training_mean",
-    "training_min", "training_max", "out_of_range_rate", "out_of_range_count", "min", "max",
-    "mean", "std", "mean_shift", "mean_z", "psi", "js", "ks", "wasserstein",
-}  # fmt: skip
-_CATEGORICAL_METRICS = {
-    "records", "count", "null_rate", "type_mismatch_rate", "novelty_rate", "novelty_count",
-    "psi", "js", "chi2_p", "new_values",
-}  # fmt: skip
-_TEXT_METRICS = {
-    "records", "count", "null_rate", "type_mismatch_rate", "training_length_mean", "sampled",
-    "length_mean", "token_mean", "length_z", "length_psi", "language_tvd",
-    "unseen_language_rate", "oov_rate", "vocab_js",
-}  # fmt: skip
-_THRESHOLDS = {
-    f"threshold_{check}"
-    for kind in Kind
-    for check in (*CALIBRATED.get(kind, {}), *RATE_CHECKS.get(kind, ()))
-}
+# Every check of the registry is a field, with its threshold as `threshold_<check>`.
+_FEATURE_FIELDS = frozenset().union(
+    *(DESCRIPTIVE[kind] | set(checks_for(kind)) for kind in Kind)) | threshold_fields()
 
 # Measurement -> every field name the worker writes. Dashboards may query only these.
 METRICS: dict[str, frozenset[str]] = {
     "drift_feature": frozenset(
-        _NUMERIC_METRICS | _CATEGORICAL_METRICS | _TEXT_METRICS | _THRESHOLDS
-        | {"severity", "worst_check"}),
+        _FEATURE_FIELDS | {"severity", "worst_check"}),
     "drift_language": frozenset({"share", "training_share"}),
     "drift_window": frozenset({
         "records", "invalid_records", "late_records", "edge_record_rate", "alerts_firing",
         "features_warning", "features_critical", "missing_features", "unexpected_features",
-        "window_seconds"}),
+        "window_seconds", "dropped_values"}),
     "drift_alert": frozenset({"value", "threshold", "message", "alert_id"}),
+    "drift_episode": frozenset({"alert_id", "status", "severity", "message", "end_ms"}),
     "drift_service": frozenset({
         "records_processed", "records_per_second", "invalid_records", "dlq_messages",
         "late_records", "consumer_lag", "metric_write_failures", "metric_points_buffered",
@@ -74,6 +62,7 @@ TAGS: dict[str, tuple[str, ...]] = {
     "drift_language": ("model", "version", "feature", "language"),
     "drift_window": ("model", "version"),
     "drift_alert": ("model", "version", "feature", "check", "severity", "status"),
+    "drift_episode": ("model", "version", "feature", "episode"),
     "drift_service": ("worker",),
 }
 
@@ -170,13 +159,14 @@ def report_points(report: WindowReport, profile: Profile | None = None, *,
         "missing_features": len(report.missing_features),
         "unexpected_features": len(report.unexpected_features),
         "window_seconds": report.end - report.start,
+        "dropped_values": report.dropped_values,
     }, ts))
     return [p for p in out if p is not None]
 
 
-def _alert_time(alert: Alert, now: float) -> float:
+def _time(text: str, now: float) -> float:
     try:
-        ts = datetime.fromisoformat(alert.window_end.replace("Z", "+00:00")).timestamp()
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return now
     return ts if ts > 0 else now  # a no_profile alert restored from an old checkpoint
@@ -185,18 +175,46 @@ def _alert_time(alert: Alert, now: float) -> float:
 def alert_points(alerts: Iterable[Alert], now: float | None = None) -> list[str]:
     """One drift_alert point per alert event (fired, escalated, persistent, resolved), at its
     window's end; `check`, `value` and `threshold` are those of the check the alert leads with
-    (every failing check's own value is in drift_feature)."""
+    (every failing check's own value is in drift_feature). Then each event's drift_episode
+    point (`episode_point`).
+    """
     now = time.time() if now is None else now
+    alerts = list(alerts)
     out = []
     for a in alerts:
         point = line("drift_alert", {
             "model": a.model, "version": a.version, "feature": a.feature, "check": a.check,
             "severity": a.severity, "status": a.status,
         }, {"value": a.value, "threshold": a.threshold, "message": a.message,
-            "alert_id": a.alert_id}, _alert_time(a, now))
+            "alert_id": a.alert_id}, _time(a.window_end, now))
         if point is not None:
             out.append(point)
-    return out
+    return out + [episode_point(a, now) for a in alerts]
+
+
+def episode_point(alert: Alert, now: float | None = None) -> str:
+    """The drift_episode point of the alert's episode: one series and time (the episode's start)
+    per episode, so every event of the episode rewrites the same point with its status, severity
+    and message, and the resolution adds `end_ms` (epoch milliseconds of the first clean window's
+    start). A dashboard draws a resolved episode as a region from its time to `end_ms`.
+
+    >>> from monitor.stream.alerts import Alert
+    >>> a = Alert("id1", "resolved", "critical", None, "churn", "3", "age", "drift", "psi", 0.4,
+    ...           0.1, [], "2026-01-01T00:02:00Z", "2026-01-01T00:03:00Z",
+    ...           "2026-01-01T00:00:00Z", 3, "sha256:p", "age: back to normal")
+    >>> episode_point(a)  # doctest: +NORMALIZE_WHITESPACE
+    'drift_episode,episode=drift,feature=age,model=churn,version=3 alert_id="id1",end_ms=1767225720000.0,message="age: back to normal",severity="critical",status="resolved" 1767225600000000000'
+    """
+    now = time.time() if now is None else now
+    fields: dict[str, Any] = {"alert_id": alert.alert_id, "status": alert.status,
+                              "severity": alert.severity, "message": alert.message}
+    if alert.status == "resolved":
+        fields["end_ms"] = _time(alert.window_start, now) * 1000
+    point = line("drift_episode", {"model": alert.model, "version": alert.version,
+                                   "feature": alert.feature, "episode": alert.episode},
+                 fields, _time(alert.since, now))
+    assert point is not None
+    return point
 
 
 def service_point(worker: str, stats: Mapping[str, Any], ts: float | None = None) -> str:

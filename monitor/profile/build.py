@@ -173,20 +173,22 @@ def numeric_edges(values: np.ndarray, lo: float, hi: float, bins: int) -> np.nda
 
 
 def psi_bins(histogram: np.ndarray, groups: int = 10) -> list[int]:
-    """Start indices of about `groups` interior bins of equal training mass, plus the two outer
-    bins on their own (below the training min, above the training max).
+    """Start indices of about `groups` bins of equal training mass. Values below the training min
+    count in the first, values above the max in the last: a new extreme value is not a bin of its
+    own (whose training share would be zero), so PSI and JS have the same null for a window as
+    for the training sample; far-off values are the out-of-range and edge-record checks' job.
 
     >>> psi_bins(np.array([0, 1, 1, 1, 1, 0]), groups=2)
-    [0, 1, 3, 5]
+    [0, 3]
     """
     interior = histogram[1:-1].astype(float)
     total = interior.sum()
     if total == 0 or len(interior) <= groups:
-        return list(range(len(histogram)))
+        return [0, *range(2, len(histogram) - 1)]
     before = (np.cumsum(interior) - interior) / total
     group = np.minimum((before * groups).astype(int), groups - 1)
     starts = 1 + np.flatnonzero(np.diff(group, prepend=-1))
-    return [0, *starts.tolist(), len(histogram) - 1]
+    return [0, *starts.tolist()[1:]]
 
 
 def _empty_feature(name: str, kind: Kind, first: _FirstPass, opts: BuildOptions,
@@ -231,10 +233,7 @@ def _finish_text(feature: FeatureProfile) -> TextSample:
     ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:TEXT_VOCABULARY]
     feature.vocabulary = dict(ranked)
     feature.vocabulary_other = sum(total.values()) - sum(feature.vocabulary.values())
-    n = len(languages)
-    lang_counts = Counter(languages)
-    feature.languages = {k: round(v / n, 6) for k, v in sorted(lang_counts.items())} if n else {}
-    feature.language_singletons = (sum(1 for v in lang_counts.values() if v == 1) / n) if n else 0.0
+    feature.language_counts = dict(sorted(Counter(languages).items()))
     vocab = feature.vocabulary
     compact = []
     for c in per_text:
@@ -271,6 +270,8 @@ def build_profile(path: str | Path, opts: BuildOptions, progress: Progress | Non
                 for name, kind in kinds.items()}
     profile = Profile(opts.model, opts.version, features, window_size=opts.window_size,
                       false_alarm_rate=opts.false_alarm_rate, tool_version=__version__)
+    # The training summary keeps TEXT_PROFILE_SAMPLE texts per text feature, sampled with the
+    # build's seed (empty_like keeps both); windows keep DEFAULT_SAMPLE_SIZE (_finish_text).
     training = WindowSummary(profile)
     for chunk in read_chunks(p, predictions=opts.predictions, model=key):
         training.update_columns(chunk, _chunk_rows(chunk))
@@ -294,10 +295,10 @@ def build_profile(path: str | Path, opts: BuildOptions, progress: Progress | Non
     if progress:
         progress("calibrating", 0)
     sample = _calibration_columns(first, kinds)
-    thresholds = calibrate(profile, sample, len(first.keys), text_samples,
-                           windows=opts.calibration_windows, seed=opts.seed)
+    nulls = calibrate(profile, sample, len(first.keys), text_samples,
+                      windows=opts.calibration_windows, seed=opts.seed)
     for name, feature in features.items():
-        feature.thresholds = thresholds[name]
+        feature.nulls = nulls[name]
     profile.profile_id = profile.compute_id()
     return profile
 

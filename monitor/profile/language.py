@@ -5,19 +5,29 @@ engine only classifies the bounded per-window sample of each text feature.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable
-from functools import cache
 from typing import Any
 
 UNDETERMINED = "und"
+_lock = threading.Lock()
+_loaded: list[Any] = []
 
 
-@cache
 def _identifier() -> Any:
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    with _lock:
+        if not _loaded:
+            from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=False)
+            _loaded.append(LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=False))
+        return _loaded[0]
+
+
+def warm_up() -> None:
+    """Load the model in the background (half a second, mostly decompression, which releases
+    the GIL): a replay reads its first records meanwhile."""
+    threading.Thread(target=_identifier, name="langid-load", daemon=True).start()
 
 
 def detect(text: str) -> str:

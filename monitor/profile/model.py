@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from monitor.drift.nulls import NullCurve
 from monitor.errors import ProfileError
 from monitor.ingest.schema import Kind
 from monitor.summaries import (
@@ -24,7 +25,8 @@ from monitor.summaries import (
 )
 
 FORMAT = "drift-monitor/profile"
-FORMAT_VERSION = 2  # 2: exact numeric moments (centre, quantum, integer sums); bounded values
+FORMAT_VERSION = 3  # 3: null curves per check (were thresholds at one window size);
+# 2: exact numeric moments (centre, quantum, integer sums); bounded values
 TEXT_PROFILE_SAMPLE = 5_000  # training texts analysed for language and vocabulary
 
 
@@ -35,16 +37,33 @@ class FeatureProfile:
     name: str
     kind: Kind
     summary: Summary
-    thresholds: dict[str, float] = field(default_factory=dict)
+    # Check -> its calibrated null quantiles by effective size (monitor.drift.nulls).
+    nulls: dict[str, NullCurve] = field(default_factory=dict)
     # Numeric and text length: start index (into the histogram) of each PSI/JS bin.
     psi_bins: list[int] = field(default_factory=list)
-    # Text only: language shares and the top tokens of the training sample.
-    languages: dict[str, float] = field(default_factory=dict)
-    language_singletons: float = 0.0  # Good-Turing mass of unseen languages
+    # Text only: languages and top tokens of the training sample of texts.
+    language_counts: dict[str, int] = field(default_factory=dict)
     vocabulary: dict[str, int] = field(default_factory=dict)
     vocabulary_other: int = 0  # training tokens outside `vocabulary`
     # Categorical only: Good-Turing estimate of the share of values unseen in training.
     unseen_mass: float = 0.0
+
+    @property
+    def text_sample(self) -> int:
+        """Training texts analysed for language and vocabulary (TEXT_PROFILE_SAMPLE at most)."""
+        return sum(self.language_counts.values())
+
+    @property
+    def languages(self) -> dict[str, float]:
+        """Language shares of the training sample of texts."""
+        total = self.text_sample
+        return {k: v / total for k, v in self.language_counts.items()} if total else {}
+
+    @property
+    def language_singletons(self) -> int:
+        """Languages seen once in the training sample (Good-Turing: their count over the
+        sample estimates the share of texts in a language never seen)."""
+        return sum(1 for v in self.language_counts.values() if v == 1)
 
     @property
     def far_bounds(self) -> tuple[float, float] | None:
@@ -60,12 +79,11 @@ class FeatureProfile:
         summary = (self.summary.to_dict(include_sample=False)
                    if isinstance(self.summary, TextSummary) else self.summary.to_dict())
         data: dict[str, Any] = {"kind": str(self.kind), "summary": summary,
-                                "thresholds": dict(sorted(self.thresholds.items()))}
+                                "nulls": {k: c.to_dict() for k, c in sorted(self.nulls.items())}}
         if self.psi_bins:
             data["psi_bins"] = list(self.psi_bins)
         if self.kind is Kind.TEXT:
-            data["languages"] = dict(sorted(self.languages.items()))
-            data["language_singletons"] = self.language_singletons
+            data["language_counts"] = dict(sorted(self.language_counts.items()))
             data["vocabulary"] = dict(sorted(self.vocabulary.items()))
             data["vocabulary_other"] = self.vocabulary_other
         if self.kind is Kind.CATEGORICAL:
@@ -79,10 +97,10 @@ class FeatureProfile:
             summary = summary_from_dict(data["summary"])
             return cls(
                 name=name, kind=kind, summary=summary,
-                thresholds={str(k): float(v) for k, v in data.get("thresholds", {}).items()},
+                nulls={str(k): NullCurve.from_dict(v) for k, v in data.get("nulls", {}).items()},
                 psi_bins=[int(i) for i in data.get("psi_bins", [])],
-                languages={str(k): float(v) for k, v in data.get("languages", {}).items()},
-                language_singletons=float(data.get("language_singletons", 0.0)),
+                language_counts={str(k): int(v)
+                                 for k, v in data.get("language_counts", {}).items()},
                 vocabulary={str(k): int(v) for k, v in data.get("vocabulary", {}).items()},
                 vocabulary_other=int(data.get("vocabulary_other", 0)),
                 unseen_mass=float(data.get("unseen_mass", 0.0)),

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from monitor.errors import ProfileError, UsageError
+from monitor.ingest.fast_decode import FastDecoder
+from monitor.ingest.schema import Kind
 from monitor.profile.model import Profile
 
 log = logging.getLogger(__name__)
@@ -13,7 +16,9 @@ log = logging.getLogger(__name__)
 
 class ProfileStore:
     """Every `*.json` profile under `directory`; `refresh()` picks up new, changed and removed
-    files (a file that fails to load is logged and skipped, the others still serve)."""
+    files (a file that fails to load is logged and skipped, the others still serve; a file that
+    loaded before keeps its last good profile while it fails). Replace profiles by renaming a
+    finished file into the directory."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
@@ -26,6 +31,7 @@ class ProfileStore:
         # replaced since are still evaluated against it (bounded: a few per model and version).
         self._by_id: dict[str, Profile] = {}
         self.errors: dict[Path, str] = {}
+        self._decoder: FastDecoder | None = None
         self.refresh()
 
     def refresh(self) -> list[Profile]:
@@ -45,10 +51,13 @@ class ProfileStore:
             try:
                 profile = Profile.load(path)
             except ProfileError as exc:
+                # A file being copied in place reads as broken for a moment: the profile it held
+                # before (if any) keeps serving until the file loads again.
+                kept = path in self._by_file
                 if self.errors.get(path) != str(exc):
-                    log.error("skipping profile: %s", exc)
+                    log.error("skipping profile: %s%s", exc,
+                              "; the last good version keeps serving" if kept else "")
                 self.errors[path] = str(exc)
-                self._by_file.pop(path, None)
                 continue
             self.errors.pop(path, None)
             self._by_file[path] = profile
@@ -57,7 +66,11 @@ class ProfileStore:
             del self._files[path]
             self._by_file.pop(path, None)
             self.errors.pop(path, None)
-        self._by_key = {(p.model, p.version): p for _, p in sorted(self._by_file.items())}
+        by_key = {(p.model, p.version): p for _, p in sorted(self._by_file.items())}
+        if by_key.keys() != self._by_key.keys() or any(
+                p is not self._by_key[k] for k, p in by_key.items()):
+            self._decoder = None
+        self._by_key = by_key
         for profile in changed:
             self._by_id[profile.profile_id] = profile
         self._forget_old()
@@ -75,11 +88,40 @@ class ProfileStore:
         """A profile served since start (current or replaced), by its id."""
         return self._by_id.get(profile_id)
 
+    def decoder(self) -> FastDecoder:
+        """The fast decoder of the current profiles' records (rebuilt when they change)."""
+        if self._decoder is None:
+            self._decoder = FastDecoder(schemas(self._by_key.values()))
+        return self._decoder
+
     def get(self, model: str, version: str) -> Profile | None:
         return self._by_key.get((model, version))
+
+    def keys(self) -> list[tuple[str, str]]:
+        """(model, version) of every current profile."""
+        return list(self._by_key)
 
     def __call__(self, model: str, version: str) -> Profile | None:
         return self.get(model, version)
 
     def __len__(self) -> int:
         return len(self._by_key)
+
+
+def schemas(profiles: Iterable[Profile]) -> dict[str, dict[str, Kind]]:
+    """Model -> feature -> kind over every version; a name whose kind differs between versions
+    is categorical here (read as any scalar, never typed as a number).
+
+    >>> from monitor.profile.model import FeatureProfile
+    >>> from monitor.summaries import NumericSummary
+    >>> f = FeatureProfile("x", Kind.NUMERIC, NumericSummary())
+    >>> schemas([Profile("m", "1", {"x": f})])
+    {'m': {'x': <Kind.NUMERIC: 'numeric'>}}
+    """
+    out: dict[str, dict[str, Kind]] = {}
+    for profile in profiles:
+        kinds = out.setdefault(profile.model, {})
+        for name, feature in profile.features.items():
+            kinds[name] = feature.kind if kinds.get(name, feature.kind) is feature.kind \
+                else Kind.CATEGORICAL
+    return out

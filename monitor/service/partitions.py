@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -53,6 +53,7 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
     _readable_since: dict[int, float]
     _parked: dict[int, tuple[Slot, int]]
     _last_commit: float
+    _fetch: int
 
     async def _checkpoint(self, partition: int, slot: Slot) -> bool:
         raise NotImplementedError
@@ -66,20 +67,12 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
     def _succeeded(self) -> None:
         raise NotImplementedError
 
-    async def _current(self, partition: int, records: list[Any]) -> bool:
-        """False when a seek moved the partition back after these records were fetched (its
-        checkpoint was loaded meanwhile): they are read again from there, and folding them now
-        would make the processor skip the records before them."""
-        consumer = self.consumer
-        if consumer is None:
-            return False
-        try:
-            position = await consumer.position(TopicPartition(self.topic, partition))
-        except Exception:  # not assigned any more
-            return False
-        return bool(position > records[-1].offset)
-
     # -- ownership and offsets ------------------------------------------------------------------
+    def partition_count(self) -> int | None:
+        consumer = self.consumer
+        partitions = consumer.partitions_for_topic(self.topic) if consumer is not None else None
+        return len(partitions) if partitions else None
+
     def generation(self) -> int:
         coordinator = getattr(self.consumer, "_coordinator", None)
         return int(getattr(coordinator, "generation", -1))
@@ -192,6 +185,7 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
             if parked is not None and parked[1] + 1 == generation:
                 slot = parked[0]
                 slot.generation = generation
+                slot.valid_from = self._fetch + 1
                 self.slots[tp.partition] = slot
                 if consumer is not None:
                     consumer.seek(tp, slot.processor.offset + 1)
@@ -248,6 +242,7 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
                 loaded = None
         processor = self.new_processor(tp.partition, loaded)
         slot = Slot(processor, generation, log_start=log_start)
+        slot.valid_from = self._fetch + 1  # only fetches begun after the seek below are used
         if loaded is not None:
             slot.checkpointed = loaded.offset
             log.info("%s: partition %d: restored checkpoint at offset %d (%d models, %d bytes)",
@@ -258,7 +253,6 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
             log.info("%s: partition %d: no checkpoint, starting empty", self.name, tp.partition)
             if consumer is not None:
                 consumer.seek(tp, log_start)
-        # Only now: records fetched before the seek are not this slot's (`_current`).
         self.slots[tp.partition] = slot
 
     async def stop(self, *, broker_up: bool = True) -> None:

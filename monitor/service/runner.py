@@ -31,7 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from monitor.service.backoff import Backoff
@@ -85,6 +85,8 @@ class StageRunner(Partitions):
         self._parked: dict[int, tuple[Slot, int]] = {}  # revoked slots, kept for one generation
         self.retired: dict[str, int] = {}  # counters of processors this worker let go
         self._last_commit = time.monotonic()
+        self._fetch = 0  # number of the fetch (getmany) now under way
+        self.stale_batches = 0  # batches fetched before a partition's seek, not used
         self.stopping = False
 
     # -- the loop -------------------------------------------------------------------------------
@@ -94,10 +96,12 @@ class StageRunner(Partitions):
         await consumer.start()
         try:
             while not self.stopping:
+                self._fetch += 1
+                fetch = self._fetch
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
                 self.fetched = {tp.partition for tp in batches}
                 for tp, records in batches.items():
-                    await self._batch(tp.partition, records)
+                    await self._batch(tp.partition, records, fetch)
                     self.fetched.discard(tp.partition)
                 await self.commit()
         finally:
@@ -107,13 +111,20 @@ class StageRunner(Partitions):
             except (TimeoutError, KafkaError) as exc:
                 log.warning("%s: consumer stopped without leaving its group: %r", self.name, exc)
 
-    async def _batch(self, partition: int, records: list[Any]) -> None:
+    async def _batch(self, partition: int, records: list[Any], fetch: int) -> None:
         slot = self.slots.get(partition)
         if slot is None:
             return  # revoked while fetched (the new owner reads these), or not loaded yet
         async with slot.lock:
-            if self.slots.get(partition) is not slot or not await self._current(partition,
-                                                                                 records):
+            if self.slots.get(partition) is not slot or self.stopping:
+                return  # revoked, or stopping: these records are read again after a restart
+            if fetch < slot.valid_from:
+                # Fetched before this partition was (re)assigned and seeked: using these would
+                # skip records. Read again from the processor's position instead.
+                self.stale_batches += 1
+                if self.consumer is not None:
+                    self.consumer.seek(TopicPartition(self.topic, partition),
+                                       slot.processor.offset + 1)
                 return
             step = await self._cpu(slot.processor.process, records, time.time())
             slot.unsaved = True
@@ -127,11 +138,11 @@ class StageRunner(Partitions):
         and loads that failed."""
         await self._load_again()
         for partition, slot in list(self.slots.items()):
-            if slot.lock.locked():
+            if slot.lock.locked() or self.stopping:
                 continue
             caught_up = await self._caught_up(partition)
             async with slot.lock:
-                if self.slots.get(partition) is not slot:
+                if self.slots.get(partition) is not slot or self.stopping:
                     continue
                 step = await self._cpu(slot.processor.tick, time.time(), caught_up)
                 await self._perform(partition, slot, step)

@@ -42,6 +42,9 @@ class Slot:
     generation: int
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     checkpointed: int = -1  # input offset of the last checkpoint
+    # Fetches numbered below this began before the slot's seek: their records may skip ahead
+    # of the processor (aiokafka hands them out after the rebalance), so they are not used.
+    valid_from: int = 0
     last_checkpoint: float = field(default_factory=time.monotonic)
     unsaved: bool = False  # records folded in since the last checkpoint
     owed: bool = False  # the outbox holds what no checkpoint covers yet: checkpoint first

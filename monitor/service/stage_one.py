@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.ingest.records import ModelKey, parse_messages
+from monitor.profile.store import ProfileStore
 from monitor.service.runner import Step
 from monitor.service.state_store import Loaded
 from monitor.stream.folder import PartitionFolder
@@ -49,9 +50,11 @@ class Outgoing:
 class FoldProcessor:
     def __init__(self, partition: int, folder: PartitionFolder, *, partials_partitions: int,
                  route: Callable[[str], int], loaded: Loaded | None = None,
-                 max_message_bytes: int = 1 << 20) -> None:
+                 max_message_bytes: int = 1 << 20,
+                 sources: Callable[[], int] | None = None) -> None:
         self.partition = partition
         self.max_message_bytes = max_message_bytes
+        self.sources = sources  # input partitions now (they can be added while running)
         self.folder = folder
         self.partials_partitions = partials_partitions
         self.route = route
@@ -98,7 +101,9 @@ class FoldProcessor:
         return Step(dead_letters=letters, urgent=self._urgent())
 
     def _fold(self, records: list[Any], raws: list[bytes], wall: float) -> list[DeadLetter]:
-        batch = parse_messages(raws)
+        profiles = self.folder.profiles
+        batch = parse_messages(raws, profiles.decoder() if isinstance(profiles, ProfileStore)
+                               else None)
         late_before = sum(self.folder.counts.late.values())
         refused = self.folder.fold(batch, [r.offset for r in records], wall)
         self.session["records_processed"] += batch.valid_count - len(refused)
@@ -130,6 +135,8 @@ class FoldProcessor:
         return out
 
     def _progress(self) -> dict[int, Progress]:
+        if self.sources is not None:
+            self.folder.sources = self.sources()
         return self.folder.progress(self._wall, caught_up=self._caught_up, route=self.route,
                                     partitions=self.partials_partitions)
 

@@ -139,7 +139,8 @@ class MergeProcessor:
                 self._dirty.add(key)
 
     def alerts(self) -> list[dict[str, Any]]:
-        return self.unkeyed + [a for p in self.pending.values() for a in p.alerts]
+        # Windows' alerts first: a model retired in the same step resolves what they fired.
+        return [a for p in self.pending.values() for a in p.alerts] + self.unkeyed
 
     def alerts_delivered(self) -> None:
         self.unkeyed = []

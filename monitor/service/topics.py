@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from monitor.errors import ServiceError
@@ -63,14 +63,18 @@ def describe(admin: KafkaAdminClient, topic: str) -> TopicInfo | None:
 @dataclass(frozen=True)
 class Topics:
     predictions: TopicInfo
-    partials_partitions: int
+    partials: TopicInfo
+
+    @property
+    def partials_partitions(self) -> int:
+        return self.partials.partitions
 
 
 def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
                   state: Sequence[str], partials: str, others: Sequence[str] = ()) -> Topics:
     """Describe the predictions topic (TopicMissing when missing); create the compacted state
-    topics, the partials topic (as many partitions as the predictions topic) and `others`
-    when missing."""
+    topics (`state`: stage one's, then stage two's), the partials topic (as many partitions as
+    the predictions topic when first created) and `others` when missing."""
     try:
         admin = KafkaAdminClient(**admin_config)
     except KafkaError as exc:
@@ -80,8 +84,12 @@ def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
         if info is None:
             raise TopicMissing(f"predictions topic not found ({predictions})")
         existing = set(admin.list_topics())
-        wanted = [NewTopic(t, info.partitions, 1, topic_configs=dict(STATE_CONFIG))
-                  for t in state if t not in existing]
+        # Stage two's state topic has the partials topic's count (fixed at creation).
+        partials_count = describe(admin, partials)
+        stage_two = partials_count.partitions if partials_count else info.partitions
+        wanted = [NewTopic(t, info.partitions if i == 0 else stage_two, 1,
+                           topic_configs=dict(STATE_CONFIG))
+                  for i, t in enumerate(state) if t not in existing]
         if partials not in existing:
             wanted.append(NewTopic(partials, info.partitions, 1))
         wanted += [NewTopic(t, info.partitions, 1) for t in others if t not in existing]
@@ -91,13 +99,18 @@ def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
                 log.info("created topic %s (%d partitions)", topic.name, info.partitions)
             except TopicAlreadyExistsError:
                 pass
-        for topic in state:
-            described = describe(admin, topic)
-            if described is not None and described.partitions < info.partitions:
-                raise ServiceError(f"state topic {topic} has {described.partitions} partitions, "
-                                   f"fewer than the {info.partitions} of {predictions}")
+        # Partitions added to the predictions topic: stage one's state topic grows with it
+        # (partition p checkpoints to p). The partials topic keeps its count, so that every
+        # model stays routed to the same stage-two partition, and so does its state topic.
+        described = describe(admin, state[0])
+        if described is not None and described.partitions < info.partitions:
+            admin.create_partitions({state[0]: NewPartitions(info.partitions)})
+            log.warning("%s has %d partitions now (was %d): state topic %s grown to match",
+                        predictions, info.partitions, described.partitions, state[0])
         partials_info = describe(admin, partials)
-        return Topics(info, partials_info.partitions if partials_info else info.partitions)
+        if partials_info is None:
+            raise ServiceError(f"cannot describe the partials topic ({partials})")
+        return Topics(info, partials_info)
     except KafkaError as exc:
         raise ServiceError(f"Kafka admin request failed ({exc})") from None
     finally:

@@ -19,6 +19,7 @@ process keeps running. The Faust web server answers `/healthz`, `/ready` and `/m
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -51,6 +52,7 @@ from monitor.service.topics import MAX_STATE_BYTES, TopicMissing, Topics, ensure
 from monitor.stream.config import EngineConfig
 from monitor.stream.folder import PartitionFolder
 from monitor.stream.merger import WindowMerger
+from monitor.stream.replay import GC_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +134,8 @@ class DriftWorker:
         partitions = topics.predictions.partitions
         one_binding = Binding(s.predictions_topic, topics.predictions.topic_id, s.group,
                               partitions)
-        two_binding = Binding(s.topic("partials"), "", f"{s.group}.windows",
-                              topics.partials_partitions)
+        two_binding = Binding(s.topic("partials"), topics.partials.topic_id,
+                              f"{s.group}.windows", topics.partials_partitions)
         self.one = StageRunner(
             "stage one", s.predictions_topic, self._consumer(s.group),
             StateStore(outlet, await self._reader("state"), s.topic("state"),
@@ -185,6 +187,8 @@ class DriftWorker:
                 "client_id": f"{group}-{self.name}", "enable_auto_commit": False,
                 "auto_offset_reset": "earliest", "session_timeout_ms": 10_000,
                 "heartbeat_interval_ms": 3_000, "max_partition_fetch_bytes": 8 << 20,
+                # New partitions of a topic are noticed within 30 s (aiokafka: 5 minutes).
+                "metadata_max_age_ms": 30_000,
                 "fetch_max_bytes": 32 << 20}
 
     async def _reader(self, role: str) -> AIOKafkaConsumer:
@@ -198,15 +202,22 @@ class DriftWorker:
     def _new_fold(self, partition: int, loaded: Loaded | None) -> FoldProcessor:
         assert self.topics is not None
         folder = PartitionFolder(partition, self.store, self.config,
-                                 sources=self.topics.predictions.partitions,
+                                 sources=self.input_partitions(),
                                  stream=self.topics.predictions.topic_id)
         processor = FoldProcessor(partition, folder,
                                   partials_partitions=self.topics.partials_partitions,
                                   route=route(self.topics.partials_partitions), loaded=loaded,
-                                  max_message_bytes=self.settings.max_message_bytes)
+                                  max_message_bytes=self.settings.max_message_bytes,
+                                  sources=self.input_partitions)
         for warning in processor.warnings:
             log.warning("partition %d: %s", partition, warning)
         return processor
+
+    def input_partitions(self) -> int:
+        """Partitions of the predictions topic now (partitions can be added while running)."""
+        assert self.topics is not None
+        known = self.one.partition_count() if self.one is not None else None
+        return max(known or 0, self.topics.predictions.partitions)
 
     def _new_merge(self, partition: int, loaded: Loaded | None) -> MergeProcessor:
         merger = WindowMerger(self.store, self.config, profile_by_id=self.store.by_id)
@@ -336,6 +347,10 @@ def run_worker(settings: Settings) -> int:
     settings.kafka.check()
     worker = DriftWorker(settings)
     log.info("%d profiles loaded from %s", len(worker.store), settings.profiles)
+    # A batch allocates hundreds of thousands of short-lived objects: collect less often, and
+    # never walk again what start-up made (monitor.stream.replay does the same).
+    gc.freeze()
+    gc.set_threshold(max(gc.get_threshold()[0], GC_THRESHOLD), *gc.get_threshold()[1:])
     faust_worker = faust.Worker(worker.app, loglevel="INFO")
     code = 0
     try:

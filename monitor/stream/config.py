@@ -30,13 +30,15 @@ class EngineConfig:
     # moves on with the wall clock, so that its last window closes. Longer than the gaps of a
     # model that logs in bursts, or its next burst would arrive late.
     idle_seconds: float = 30.0
-    # A record further ahead of the wall clock is refused (dead letter): one broken clock must not
-    # hold every window of its model open. None: 3 windows, at least 5 minutes (clock skew).
+    # A record further ahead of where its model's traffic is (its newest time moved on with the
+    # wall clock, never behind the clock) is refused (dead letter): a few broken clocks must not
+    # close a model's windows ahead of its traffic. None: 3 windows, at least a minute.
     max_future_seconds: float | None = None
     # A record older than the model's newest record by more than this counts as late, with its
     # reason, instead of opening a window far in the past.
     retention_seconds: float = 7 * 86_400.0
-    max_unprofiled_keys: int = 1_000  # model/version keys without a profile tracked per partition
+    max_unprofiled_keys: int = 1_000  # model/version keys without a profile counted per partition
+    max_no_profile_alerts: int = 100  # open `no_profile` episodes at most (the rest: counted)
 
     def __post_init__(self) -> None:
         for name in ("window_seconds", "idle_seconds", "retention_seconds"):
@@ -57,7 +59,7 @@ class EngineConfig:
     @property
     def future_seconds(self) -> float:
         return (self.max_future_seconds if self.max_future_seconds is not None
-                else max(3 * self.window_seconds, 300.0))
+                else max(3 * self.window_seconds, 60.0))
 
     def tracker(self) -> AlertTracker:
         return AlertTracker(resolve_after=self.resolve_after, trend=self.trend,

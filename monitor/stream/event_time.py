@@ -69,13 +69,46 @@ class ModelClock:
             return base
         return max(base, self.newest + (wall - self.seen_wall) - grace)
 
+    def expected(self, wall: float) -> float:
+        """Where this model's event time should be now: its newest time moved on with the wall
+        clock since it was seen (a model that logs two minutes late stays two minutes late, one
+        whose clock runs ahead stays ahead), never behind the wall clock."""
+        if not (math.isfinite(self.newest) and math.isfinite(self.seen_wall)):
+            return wall
+        return max(wall, self.newest + (wall - self.seen_wall))
+
+    def before_each(self, ts: np.ndarray) -> np.ndarray:
+        """The robust newest time before each record of `ts` (in arrival order), counting the
+        records before it: what sequential processing, one record at a time, would see. So a
+        record's fate does not depend on how the stream was cut into batches.
+
+        >>> ModelClock([50.0, 40.0, 30.0]).before_each(np.array([60.0, 70.0, 35.0, 80.0]))
+        array([30., 40., 50., 50.])
+        """
+        top = [*self.top, -math.inf, -math.inf, -math.inf][:SUPPORT]
+        prev = np.empty((SUPPORT, ts.size))
+        # k-th largest so far: max(previous k-th, min(x, previous (k-1)-th)), as running maxima.
+        best = np.maximum.accumulate(np.maximum(ts, top[0]))
+        prev[0] = np.concatenate(([top[0]], best[:-1]))
+        for k in range(1, SUPPORT):
+            best = np.maximum.accumulate(np.maximum(np.minimum(ts, prev[k - 1]), top[k]))
+            prev[k] = np.concatenate(([top[k]], best[:-1]))
+        return prev[SUPPORT - 1]
+
     def refusals(self, ts: np.ndarray, *, wall: float | None, future: float,
                  retention: float) -> tuple[np.ndarray, np.ndarray]:
-        """Masks of the records too far ahead (only against a wall clock: a replayed file has
-        none) and of those older than the retention (against the newest time and the clock)."""
-        ahead = ts > wall + future if wall is not None else np.zeros(ts.shape, bool)
-        reference = max(self.newest, wall if wall is not None else -math.inf)
-        old = ts < reference - retention if math.isfinite(reference) else np.zeros(ts.shape, bool)
+        """Masks of the records too far ahead of where the model should be (only against a
+        wall clock: a replayed file has none) and of those older than the retention (against
+        the newest time before each record, and the clock)."""
+        if wall is None:
+            ahead = np.zeros(ts.shape, bool)
+        else:
+            ahead = ts > self.expected(wall) + future
+        newest = self.before_each(np.where(ahead, -math.inf, ts))
+        if wall is not None:
+            newest = np.maximum(newest, wall)
+        with np.errstate(invalid="ignore"):
+            old = ts < newest - retention
         return ahead, old & ~ahead
 
     def to_state(self) -> dict[str, Any]:

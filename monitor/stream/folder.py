@@ -102,7 +102,8 @@ class PartitionFolder:
             ahead, old = held.clock.refusals(ts, wall=wall, future=self.config.future_seconds,
                                              retention=self.config.retention_seconds)
             for i in np.flatnonzero(ahead):
-                refused.append(DeadLetter(group.index[i], f"{FUTURE} ({ts[i]!r})", key[0]))
+                refused.append(DeadLetter(group.index[i], f"{FUTURE} ({float(ts[i])!r})",
+                                          key[0]))
             self._count(key, "too_old", int(old.sum()))
             accepted = ~(ahead | old)
             self._fold_windows(key, held, group, ts, accepted)
@@ -127,9 +128,13 @@ class PartitionFolder:
 
     def _fold_windows(self, key: ModelKey, held: HeldModel, group: RecordGroup,
                       ts: np.ndarray, accepted: np.ndarray) -> None:
+        """A record is late when its window closed before it arrived: by publication here, or
+        by the model's records before it (in arrival order, as if folded one at a time)."""
         size = self.config.window_seconds
         starts = np.floor(ts / size) * size
-        late = accepted & (starts + size <= held.published)
+        before = held.clock.before_each(np.where(accepted, ts, -np.inf))
+        closed = np.maximum(held.published, before - self.config.grace_seconds)
+        late = accepted & (starts + size <= closed)
         self._count(key, "late", int(late.sum()))
         fresh = accepted & ~late
         opening = sorted(set(np.unique(starts[fresh]).tolist()) - set(held.windows))

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ProfileLookup = Callable[[str, str], Profile | None]
 RECENT_CLOSED = 16  # closed windows whose merged sources are remembered (to spot repeats)
+CARRY_GAP_WINDOWS = 10  # a small window is carried into the next one only across this gap
 
 
 @dataclass
@@ -70,9 +71,12 @@ class WindowMerger:
         self.config = config
         self.sources: dict[int, SourceProgress] = {}
         self.n_sources = 1
+        self.stream: str | None = None  # the input topic's id: one stream at a time
+        self.retired_streams: list[str] = []  # earlier streams: their stragglers are ignored
+        self.foreign = 0  # messages of a retired stream, ignored
         self.models: dict[ModelKey, MergedModel] = {}
         self.invalid: dict[str, int] = {}  # invalid records per model name, for its next window
-        self.unprofiled = Unprofiled(config.max_unprofiled_keys)
+        self.unprofiled = Unprofiled(config.max_no_profile_alerts)
         self.duplicates = 0  # partials received again (a restarted stage one resends them)
         self.late_partials = 0  # partials of a window already evaluated
         self.windows = 0
@@ -83,10 +87,37 @@ class WindowMerger:
     # -- input ----------------------------------------------------------------------------------
     def receive(self, messages: Iterable[Message]) -> None:
         for message in messages:
+            if not self._same_stream(message.stream):
+                continue
             if isinstance(message, Partial):
                 self._partial(message)
             else:
                 self._progress(message)
+
+    def _same_stream(self, stream: str) -> bool:
+        """The input topic was deleted and created again (or the deployment was pointed at
+        another topic): everything known about the old stream's partitions and windows goes,
+        so that the new stream's windows are neither held back nor taken for repeats."""
+        if stream == self.stream:
+            return True
+        if stream in self.retired_streams:
+            self.foreign += 1
+            return False
+        if self.stream is not None:
+            open_records = sum(int(w.get("records", 0)) for m in self.models.values()
+                               for by in m.open.values() for w in by.values())
+            log.warning("input stream changed from %s to %s (topic recreated or replaced): "
+                        "its partitions' progress is forgotten and %d records of windows still "
+                        "open are dropped", self.stream, stream, open_records)
+            self.retired_streams = [*self.retired_streams, self.stream][-8:]
+            self.sources = {}
+            self.n_sources = 1
+            for key, model in self.models.items():
+                model.open, model.recent, model.closed_before = {}, {}, -math.inf
+                self._dirty.add(key)
+        self.stream = stream
+        self._header_dirty = True
+        return True
 
     def _partial(self, p: Partial) -> None:
         model = self.get_or_create(p.key)
@@ -106,8 +137,6 @@ class WindowMerger:
     def _progress(self, p: Progress) -> None:
         self.n_sources = max(self.n_sources, p.sources)
         old = self.sources.get(p.source)
-        if old is not None and old.stream != p.stream:
-            old = None  # a recreated input topic: its counts start again
         new = SourceProgress(p.stream, max(p.default, old.default if old else -math.inf),
                              dict(p.models), dict(p.unprofiled), dict(p.late), dict(p.invalid))
         if old is not None:  # watermarks never go back
@@ -186,15 +215,21 @@ class WindowMerger:
         window.late += model.late
         window.invalid += self.invalid.pop(key[0], 0)
         model.late = 0
+        out: list[Evaluated] = []
         if model.carry is not None:
             carried = self._load(key, model.carry)
             model.carry = None
-            if carried is not None and carried.profile.profile_id == window.profile.profile_id:
+            if carried is not None and carried.records and (
+                    window.start - carried.end > CARRY_GAP_WINDOWS * self.config.window_seconds):
+                # A small window from long before (a stray old record): evaluated on its own
+                # with the seed rules, not stretched over the days in between.
+                out.append(self._evaluate(key, model, carried, distribution_checks=False))
+            elif carried is not None and carried.profile.profile_id == window.profile.profile_id:
                 window = carried.merge(window)
         if window.records < self.config.min_records and not self._final:
             model.carry = window.to_dict()
-            return []
-        return [self._evaluate(key, model, window, distribution_checks=True)]
+            return out
+        return [*out, self._evaluate(key, model, window, distribution_checks=True)]
 
     def _evaluate_carry(self, key: ModelKey, model: MergedModel) -> list[Evaluated]:
         window = self._load(key, model.carry) if model.carry else None

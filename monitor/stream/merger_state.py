@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 def header(merger: WindowMerger) -> dict[str, Any]:
     return {
         "n_sources": merger.n_sources,
+        "stream": merger.stream, "retired_streams": list(merger.retired_streams),
         "sources": [[source, p.stream, p.default,
                      [[m, v, w] for (m, v), w in sorted(p.models.items())],
                      [[m, v, n] for (m, v), n in sorted(p.unprofiled.items())],
@@ -41,6 +42,8 @@ def restore(merger: WindowMerger, saved: dict[str, Any] | None,
 
     if saved is not None:
         merger.n_sources = int(saved["n_sources"])
+        merger.stream = saved["stream"]
+        merger.retired_streams = [str(x) for x in saved["retired_streams"]]
         merger.sources = {
             int(source): SourceProgress(
                 str(stream), float(default),

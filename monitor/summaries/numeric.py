@@ -38,7 +38,7 @@ class NumericSummary:
     kind: ClassVar[str] = "numeric"
     __slots__ = ("edges", "center", "quantum", "records", "count", "nulls", "nonfinite",
                  "mismatches", "min", "max", "histogram", "s1", "s2", "clipped",
-                 "below_s1", "above_s1")
+                 "below_s1", "above_s1", "_mean")
 
     def __init__(self, edges: np.ndarray | None = None, *, center: float | None = None,
                  quantum: float | None = None) -> None:
@@ -65,6 +65,7 @@ class NumericSummary:
         self.clipped = 0  # finite values beyond the frame's bound, clipped in the moments
         self.below_s1 = 0  # sum of quanta of values below edges[0]
         self.above_s1 = 0  # sum of quanta of values above edges[-1]
+        self._mean: tuple[int, int, float] | None = None  # (s1, count, mean): exact, so cached
 
     # -- updating -------------------------------------------------------------------------------
     def update(self, column: NumericColumn) -> None:
@@ -177,7 +178,13 @@ class NumericSummary:
     # -- derived statistics ---------------------------------------------------------------------
     @property
     def mean(self) -> float:
-        return exact.mean_of(self.center, self.quantum, self.s1, self.count)
+        """The exact mean, rounded once (a Fraction computation: remembered for these sums)."""
+        cached = self._mean
+        if cached is not None and cached[0] == self.s1 and cached[1] == self.count:
+            return cached[2]
+        value = exact.mean_of(self.center, self.quantum, self.s1, self.count)
+        self._mean = (self.s1, self.count, value)
+        return value
 
     @property
     def m2(self) -> float:

@@ -84,10 +84,12 @@ class TextSummary:
         """Fold in a column; `salts` (one per record, e.g. timestamps) make equal texts in
         different records distinct for sampling; without them equal texts share a key."""
         self.records += column.size
-        self.nulls += int(column.null.sum())
-        self.mismatches += int(column.mismatch.sum())
+        nulls, mismatches = int(column.null.sum()), int(column.mismatch.sum())
+        self.nulls += nulls
+        self.mismatches += mismatches
         present = ~(column.null | column.mismatch)
-        texts = [t for t in column.values if t is not None]
+        texts = column.values if not (nulls or mismatches) else \
+            [t for t in column.values if t is not None]
         if not texts:
             return
         self.length.update_finite(np.fromiter(map(len, texts), dtype=np.float64, count=len(texts)))

@@ -15,15 +15,12 @@ window is logged once at WARNING.
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from itertools import chain
 from typing import Any
 
 import numpy as np
 
-from monitor.ingest.columns import NumericColumn, label_column, numeric_column
-from monitor.ingest.records import RecordGroup
-from monitor.ingest.schema import PREDICTION, Kind
+from monitor.ingest.columns import NumericColumn, column_for
+from monitor.ingest.records import ColumnGroup, RecordGroup
 from monitor.profile.model import Profile, empty_summary
 from monitor.summaries import CategoricalSummary, NumericSummary, Summary, TextSummary
 from monitor.summaries.bounds import MAX_VALUE_CHARS, KeptCounts, clip_value
@@ -33,12 +30,6 @@ EDGE_NULL_SHARE = 0.95  # a record with at least this share of its features null
 MAX_UNEXPECTED_FEATURES = 100  # names of unprofiled features kept per window (by stable hash)
 
 log = logging.getLogger(__name__)
-
-
-def column_for(kind: Kind, raw: Any) -> Any:
-    if kind is Kind.NUMERIC:
-        return numeric_column(raw)
-    return label_column(raw, numbers_as_labels=kind is Kind.CATEGORICAL)
 
 
 class WindowSummary:
@@ -62,14 +53,18 @@ class WindowSummary:
         self._far = {name: f.far_bounds for name, f in profile.features.items()}
         self._warned = False
 
-    def update(self, group: RecordGroup) -> None:
+    def update(self, group: RecordGroup | ColumnGroup) -> None:
         """Fold in parsed records; their timestamps salt the text samples' keys."""
-        present, unexpected = _feature_names(group, self.features.keys())
+        present, unexpected, untracked = group.feature_tally(self.features.keys())
         self.present |= present
         if unexpected:
             self._note_unexpected(unexpected)
-        self.update_columns({name: group.column(name) for name in self.features}, len(group),
-                            salts=group.ts_array())
+        if untracked:
+            self.unexpected.overflow += untracked
+            self._warn_on_drops()
+        features = self.profile.features
+        self.update_columns({name: group.column_for(name, features[name].kind)
+                             for name in self.features}, len(group), salts=group.ts_array())
 
     def note_features(self, names: Any, rows: int) -> None:
         """Record that `rows` records carried each of `names` (a chunk's columns)."""
@@ -230,29 +225,3 @@ class WindowSummary:
         w._warned = any(w.dropped.values())
         return w
 
-
-def _feature_names(group: RecordGroup, profiled: Any) -> tuple[set[str], dict[str, int]]:
-    """The profiled features present in `group`, and the records carrying each other name
-    (outputs named `prediction[.key]`). Per-record counting only runs for unexpected names."""
-    keys: set[str] = set().union(*group.features)
-    tally: dict[str, int] = {}
-    odd = keys - profiled
-    if odd:
-        counts = Counter(chain.from_iterable(group.features))
-        tally = {k: counts[k] for k in odd}
-    predictions = group.predictions
-    kinds = set(map(type, predictions))
-    dicts = 0
-    if dict in kinds:
-        outputs = [p for p in predictions if type(p) is dict]
-        dicts = len(outputs)
-        for key, n in Counter(chain.from_iterable(outputs)).items():
-            name = f"{PREDICTION}.{key}"
-            keys.add(name)
-            if name not in profiled:
-                tally[name] = n
-    if kinds - {dict, type(None)}:
-        keys.add(PREDICTION)
-        if PREDICTION not in profiled:
-            tally[PREDICTION] = len(predictions) - predictions.count(None) - dicts
-    return keys & profiled, tally
