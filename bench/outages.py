@@ -18,7 +18,7 @@
 3. memory   The shared broker; --wide records of the demo model pre-produced, each with 10,000
             more feature names of its own (none of them in the profile); the same number of
             plain records for comparison. Figures: the worker's peak RSS (VmHWM) and RSS at the
-            end, checkpoint bytes, unexpected names the window keeps.
+            end, checkpoint bytes, unexpected names the window keeps and counts.
 
 Run:  .venv/bin/python bench/outages.py [--only broker,store,memory] [--outages 10 60]
       (`bash scripts/services.sh up` first). Writes bench/results/outages.json.
@@ -323,6 +323,7 @@ def memory_run(n: int, extra: int, work: Path) -> dict[str, Any]:
                 "rss_at_end_mb": round(kb["VmRSS"] / 1024),
                 "checkpoint_bytes": int(m.get("checkpoint_bytes", 0)),
                 "unexpected_names_kept": max(len(r["unexpected_features"]) for r in reports),
+                "names_counted_not_kept": sum(r.get("dropped_values", 0) for r in reports),
                 "seconds_to_report_all": round(seconds, 1)}
     finally:
         setup.delete_topics()
