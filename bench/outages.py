@@ -56,6 +56,7 @@ from support.kafka import (  # noqa: E402
 )
 from support.servers import OwnServers  # noqa: E402
 
+from monitor.demo.run import TRAINING_DATA  # noqa: E402
 from monitor.demo.synthetic import generate_columns, records  # noqa: E402
 from monitor.profile.build import BuildOptions, build_profile  # noqa: E402
 
@@ -71,7 +72,7 @@ def say(*args: Any) -> None:
 
 
 def profile(setup: Setup, rate: int) -> None:
-    built = build_profile(ROOT / "demo" / "churn_train.csv", BuildOptions(
+    built = build_profile(TRAINING_DATA, BuildOptions(
         model=MODEL, version="1", predictions=("prediction",),
         window_size=max(200, min(rate * int(WINDOW), 5000)), calibration_windows=100))
     built.save(setup.profiles / f"{MODEL}-1.json")
