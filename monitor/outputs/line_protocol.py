@@ -52,7 +52,9 @@ METRICS: dict[str, frozenset[str]] = {
         "records_processed", "records_per_second", "invalid_records", "dlq_messages",
         "late_records", "consumer_lag", "metric_write_failures", "metric_points_buffered",
         "metric_points_dropped", "windows_evaluated", "checkpoint_bytes", "open_windows",
-        "models_held", "alerts_sent"}),
+        "models_held", "alerts_sent", "records_too_large", "kafka_failures", "partials_lag",
+        "alerts_firing", "partitions_assigned", "kafka_connected", "metrics_store_up",
+        "ready"}),
 }
 # Measurement -> tag keys (an empty tag value is left out of the line, as line protocol wants).
 TAGS: dict[str, tuple[str, ...]] = {
