@@ -83,6 +83,7 @@ class Run:
             "DRIFT_MONITOR_WINDOWS_TOPIC": t["windows"],
             "DRIFT_MONITOR_GROUP": self.group, "DRIFT_MONITOR_INFLUX_URL": VM,
             "DRIFT_MONITOR_IDLE_SECONDS": "1",  # the last windows close 1 s after the stream
+            "DRIFT_MONITOR_HTTP_PORT": "0",  # probes on any free port: several workers run here
         })
         env.update(overrides)
         return env

@@ -12,7 +12,7 @@ from monitor.profile.build import BuildOptions, build_profile
 from monitor.profile.model import Profile
 
 # The worker's integration fixtures (setup, make_profile, ...) for every test module.
-pytest_plugins = ["support.kafka"]
+pytest_plugins = ["support.kafka", "support.servers"]
 
 
 @pytest.fixture(scope="session")

@@ -52,3 +52,15 @@ def test_alerts_on_huge_values_stay_far_below_the_topic_limit(profile: Profile) 
     sizes = [len(json.dumps(jsonable(a.to_dict()))) for a in alerts]
     assert max(sizes) < 20_000, max(sizes)  # Kafka's default message limit is 1 MB
     assert "chars)" in json.dumps(novelty[0].to_dict())  # the clipped value says its length
+
+
+def test_what_a_window_dropped_is_a_metric_of_the_window(profile: Profile) -> None:
+    from monitor.outputs.line_protocol import report_points
+
+    engine = _engine(profile)
+    out = engine.ingest(parse_messages(_huge_values(np.random.default_rng(3), 400, T0)))
+    out += engine.flush()
+    report = next(e.report for e in out if isinstance(e, Evaluated))
+    assert report.dropped_values >= 400  # every value clipped, most not tracked by value
+    window_line = next(p for p in report_points(report) if p.startswith("drift_window,"))
+    assert f"dropped_values={float(report.dropped_values)!r}" in window_line

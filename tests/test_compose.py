@@ -94,7 +94,8 @@ def test_influxdb_is_set_up_with_the_drift_org_bucket_and_a_dbrp_script() -> Non
 
 @pytest.mark.parametrize(
     ("service", "port"),
-    [("kafka", "29092"), ("influxdb", "8086"), ("grafana", "3000"), ("alertmanager", "9095")],
+    [("kafka", "29092"), ("influxdb", "8086"), ("grafana", "3000"), ("alertmanager", "9095"),
+     ("worker", "6066")],
 )
 def test_service_publishes_its_port(service: str, port: str) -> None:
     published = [str(p).split(":")[0] for p in SERVICES[service]["ports"]]
@@ -161,6 +162,16 @@ def test_services_wait_for_healthy_dependencies() -> None:
     }
     assert SERVICES["grafana"]["depends_on"]["influxdb"] == {"condition": "service_healthy"}
     assert SERVICES["demo-producer"]["depends_on"]["kafka"] == {"condition": "service_healthy"}
+
+
+def test_the_worker_healthcheck_asks_ready_on_the_port_the_worker_listens_on() -> None:
+    """urlopen raises on a 503, so the check fails while the worker is not ready."""
+    port = environment("worker")["DRIFT_MONITOR_HTTP_PORT"]
+    published = [str(p).split(":") for p in SERVICES["worker"]["ports"]]
+    assert [port, port] in published
+    test = SERVICES["worker"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    assert f"'http://localhost:{port}/ready'" in test[3] and "urlopen" in test[3]
 
 
 def test_dockerfile_builds_on_python_311_slim_and_runs_the_worker() -> None:

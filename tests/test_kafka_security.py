@@ -68,6 +68,7 @@ class Secured:
             "DRIFT_MONITOR_STATE_TOPIC": self.state,
             "DRIFT_MONITOR_IDLE_SECONDS": "1",
             "DRIFT_MONITOR_GROUP": self.group,
+            "DRIFT_MONITOR_HTTP_PORT": "0",  # probes on any free port: tests run side by side
         })
         env.update(overrides)
         return {k: v for k, v in env.items() if v != ""}  # "" unsets a listener setting

@@ -87,6 +87,11 @@ def test_secrets_are_hidden_from_the_settings_line_and_repr(tmp_path: Path) -> N
     ({"DRIFT_MONITOR_INFLUX_CA_FILE": "/nonexistent/ca.pem"},
      r"DRIFT_MONITOR_INFLUX_CA_FILE cannot be read \('/nonexistent/ca.pem'"),
     ({"DRIFT_MONITOR_BROKER": "kafka://k1:90x2"}, r"DRIFT_MONITOR_BROKER has a bad port"),
+    ({"DRIFT_MONITOR_HTTP_PORT": "70000"},
+     r"DRIFT_MONITOR_HTTP_PORT must be a port number from 0 to 65535 \('70000'\)"),
+    ({"DRIFT_MONITOR_HTTP_PORT": "-1"}, r"DRIFT_MONITOR_HTTP_PORT must be a port number"),
+    ({"DRIFT_MONITOR_MAX_MESSAGE_BYTES": "0"},
+     r"DRIFT_MONITOR_MAX_MESSAGE_BYTES must be a positive integer \('0'\)"),
 ])
 def test_bad_values_are_one_usage_error(env: dict[str, str], message: str) -> None:
     with pytest.raises(UsageError, match=message) as caught:
@@ -106,3 +111,26 @@ def test_the_worker_command_prints_one_error_line_for_a_bad_setting() -> None:
         "error: DRIFT_MONITOR_KAFKA_SASL_MECHANISM must be one of PLAIN, SCRAM-SHA-256, "
         "SCRAM-SHA-512 ('KERBEROS')"]
     assert "pw-never-printed" not in proc.stdout + proc.stderr
+
+
+def test_a_taken_http_port_stops_the_worker_with_one_error_line() -> None:
+    """Before anything connects: the port the probes need is checked first."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"PATH": "/usr/bin:/bin", "DRIFT_MONITOR_HTTP_BIND": "127.0.0.1",
+               "DRIFT_MONITOR_HTTP_PORT": str(port), "DRIFT_MONITOR_BROKER": "127.0.0.1:9",
+               "DRIFT_MONITOR_PROFILES": "."}
+        proc = subprocess.run([sys.executable, "-m", "monitor", "worker"], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    # The settings line (the worker's log), then the one error line; nothing connected.
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: cannot listen on 127.0.0.1:{port} (DRIFT_MONITOR_HTTP_PORT): Address already "
+        f"in use"), proc.stderr
+    assert "Traceback" not in proc.stderr and "Kafka" not in proc.stderr

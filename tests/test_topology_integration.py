@@ -14,62 +14,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 from support.kafka import (
     BOOTSTRAP,
     Setup,
+    history,
     last_checkpoint,
     produce,
     produce_spread,
     record_messages,
+    replayed,
     reports_in,
     vm_export,
     wait_until,
 )
 
-from monitor.ingest.records import parse_messages
-from monitor.profile.store import ProfileStore
-from monitor.stream.config import EngineConfig
-from monitor.stream.engine import Engine, Evaluated
-
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 WINDOW = 10.0
-
-
-def history(model: str, windows: int, per_window: int, *, seed: int,
-            drift_from: int | None = None, first: int = 0) -> list[bytes]:
-    """Records of one model in time order over windows `first` to `first + windows - 1` of an
-    hour in the past (no wall clock is involved in closing them, only the records' times)."""
-    start = (int(time.time()) // 3600 - 2) * 3600
-    out: list[bytes] = []
-    for w in range(first, first + windows):
-        shift = 2.0 if drift_from is not None and w >= drift_from else 0.0
-        rng = np.random.default_rng(seed + w)
-        ts = start + w * WINDOW + np.sort(rng.uniform(0, WINDOW, per_window))
-        batch = record_messages(model, per_window, 0.0, seed=seed + 100 + w, x_mean=shift)
-        for t, raw in zip(ts, batch, strict=True):
-            record = json.loads(raw)
-            record["ts"] = float(t)
-            out.append(json.dumps(record).encode())
-    return out
-
-
-def replayed(profiles: Path, messages: list[bytes], env: dict[str, str]) -> list[dict[str, Any]]:
-    """`replay` of the same records with the workers' settings, as the reports topic has them."""
-    engine = Engine(ProfileStore(profiles), EngineConfig(
-        window_seconds=float(env["DRIFT_MONITOR_WINDOW_SECONDS"]),
-        grace_seconds=float(env["DRIFT_MONITOR_GRACE_SECONDS"]),
-        min_records=int(env["DRIFT_MONITOR_MIN_RECORDS"])))
-    out = []
-    for i in range(0, len(messages), 1000):
-        out += engine.ingest(parse_messages(messages[i:i + 1000]))
-    out += engine.flush()
-    reports = [json.loads(json.dumps(e.report.to_dict(), allow_nan=False, default=str))
-               for e in out if isinstance(e, Evaluated)]
-    return sorted(reports, key=lambda r: (r["model"], r["version"], r["window_start"]))
 
 
 def all_reports(setup: Setup, expected: int, timeout: float = 90) -> list[dict[str, Any]]:

@@ -65,7 +65,9 @@ def main(windows: int = WINDOWS, drift_from: int = DRIFT_FROM) -> int:
                DRIFT_MONITOR_STATE_TOPIC=f"demo-{run}-state",
                DRIFT_MONITOR_GROUP=f"demo-{run}",
                DRIFT_MONITOR_INFLUX_URL=os.environ.get("DRIFT_MONITOR_INFLUX_URL", VM_URL),
-               DRIFT_MONITOR_INFLUX_BUCKET="drift", DRIFT_MONITOR_INFLUX_ORG="drift")
+               DRIFT_MONITOR_INFLUX_BUCKET="drift", DRIFT_MONITOR_INFLUX_ORG="drift",
+               # probes on any free port (logged), so the demo runs beside a worker on 6066
+               DRIFT_MONITOR_HTTP_PORT=os.environ.get("DRIFT_MONITOR_HTTP_PORT", "0"))
     kafka = Settings.from_env(env).kafka  # DRIFT_MONITOR_KAFKA_* security, as the worker's
     kafka.check()
     _create_topic(kafka, topics["predictions"], partitions=4)

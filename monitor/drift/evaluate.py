@@ -86,6 +86,7 @@ class WindowReport:
     features: dict[str, FeatureReport]
     model_findings: list[Finding]
     distribution_checks: bool = True
+    dropped_values: int = 0  # counted but not kept in the window's bounded state
 
     @property
     def findings(self) -> list[Finding]:
@@ -107,6 +108,7 @@ class WindowReport:
             "missing_features": self.missing_features,
             "unexpected_features": self.unexpected_features,
             "distribution_checks": self.distribution_checks,
+            "dropped_values": self.dropped_values,
             "severity": str(self.severity),
             "features": {
                 n: {"kind": str(r.kind), "severity": str(r.severity), "metrics": r.metrics,
@@ -137,6 +139,7 @@ def compare(window: WindowSummary, profile: Profile, *, distribution_checks: boo
         features=features,
         model_findings=model_findings(window, profile),
         distribution_checks=distribution_checks,
+        dropped_values=sum(window.dropped.values()),
     )
 
 

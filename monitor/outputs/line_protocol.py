@@ -45,14 +45,16 @@ METRICS: dict[str, frozenset[str]] = {
     "drift_window": frozenset({
         "records", "invalid_records", "late_records", "edge_record_rate", "alerts_firing",
         "features_warning", "features_critical", "missing_features", "unexpected_features",
-        "window_seconds"}),
+        "window_seconds", "dropped_values"}),
     "drift_alert": frozenset({"value", "threshold", "message", "alert_id"}),
     "drift_episode": frozenset({"alert_id", "status", "severity", "message", "end_ms"}),
     "drift_service": frozenset({
         "records_processed", "records_per_second", "invalid_records", "dlq_messages",
         "late_records", "consumer_lag", "metric_write_failures", "metric_points_buffered",
         "metric_points_dropped", "windows_evaluated", "checkpoint_bytes", "open_windows",
-        "models_held", "alerts_sent"}),
+        "models_held", "alerts_sent", "records_too_large", "kafka_failures", "partials_lag",
+        "alerts_firing", "partitions_assigned", "kafka_connected", "metrics_store_up",
+        "ready"}),
 }
 # Measurement -> tag keys (an empty tag value is left out of the line, as line protocol wants).
 TAGS: dict[str, tuple[str, ...]] = {
@@ -157,6 +159,7 @@ def report_points(report: WindowReport, profile: Profile | None = None, *,
         "missing_features": len(report.missing_features),
         "unexpected_features": len(report.unexpected_features),
         "window_seconds": report.end - report.start,
+        "dropped_values": report.dropped_values,
     }, ts))
     return [p for p in out if p is not None]
 

@@ -33,7 +33,16 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",  # no Faust tables: window state lives in our checkpoint topic
-        web_enabled=False,
+        # The web server carries the probes and /metrics (monitor.service.http) only: Faust's
+        # own pages (stats, graph, router, tables, metrics) stay off.
+        web_enabled=True,
+        web_port=settings.http_port,
+        web_bind=settings.http_bind,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_metrics_enabled=False,
         topic_disable_leader=True,  # no `<id>-__assignor-__leader` topic
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,

@@ -6,37 +6,34 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from monitor.outputs.influx_sink import PointWriter, StoreError
+from monitor.service.backoff import Backoff
+from monitor.service.outlet import Outlet
 from monitor.service.settings import Settings
 from monitor.service.stage_one import DeadLetter, FoldProcessor
 from monitor.service.stage_two import MergeProcessor
 
 log = logging.getLogger(__name__)
 
-STORE_BACKOFF_SECONDS = (1.0, 30.0)  # first and longest wait after a failed metrics write
+STORE_BACKOFF_SECONDS = (1.0, 10.0)  # first and longest wait after a failed metrics write
 
 
 class Publisher:
-    def __init__(self, producer: AIOKafkaProducer, writer: PointWriter,
-                 settings: Settings) -> None:
-        self.producer = producer
+    def __init__(self, outlet: Outlet, writer: PointWriter, settings: Settings) -> None:
+        self.outlet = outlet  # the producer (made again when it breaks)
         self.writer = writer
         self.settings = settings
         self.counters = {"dlq_messages": 0, "metric_write_failures": 0, "alerts_sent": 0}
-        self.store_up = True
-        self._retry_at = 0.0
-        self._backoff = STORE_BACKOFF_SECONDS[0]
+        self.store = Backoff(*STORE_BACKOFF_SECONDS)
+        self.store_error = ""  # the last write's failure, while the store is down
 
     async def _send_all(self, topic: str, messages: Iterable[tuple[bytes | None, bytes]],
                         **kwargs: Any) -> None:
         """Queue every message, then wait until the broker has each of them."""
-        futures = [await self.producer.send(topic, value, key=key, **kwargs)
+        futures = [await self.outlet.producer.send(topic, value, key=key, **kwargs)
                    for key, value in messages]
         for future in futures:
             await future
@@ -51,7 +48,9 @@ class Publisher:
                        ("source_offset", str(record.offset).encode())]
             if letter.model:
                 headers.append(("model", letter.model.encode()))
-            futures.append(await self.producer.send(self.settings.dlq_topic, letter.raw,
+            if letter.size is not None:
+                headers.append(("original_bytes", str(letter.size).encode()))
+            futures.append(await self.outlet.producer.send(self.settings.dlq_topic, letter.raw,
                                                     key=record.key, headers=headers))
         for future in futures:
             await future
@@ -59,7 +58,7 @@ class Publisher:
 
     async def partials(self, processor: FoldProcessor) -> None:
         topic = self.settings.topic("partials")
-        futures = [await self.producer.send(topic, m.value, key=m.key, partition=m.partition)
+        futures = [await self.outlet.producer.send(topic, m.value, key=m.key, partition=m.partition)
                    for m in processor.outbox()]
         for future in futures:
             await future
@@ -86,24 +85,31 @@ class Publisher:
         if points and await self.points(points, waiting=processor.outbox_points()):
             processor.points_delivered()
 
+    @property
+    def store_up(self) -> bool:
+        """False from a failed metrics write to the next one that goes through."""
+        return not self.store.failing
+
     async def points(self, lines: list[str], *, waiting: int = 0) -> bool:
         """Write to the metrics store; False (and a later retry, with backoff) when it is
-        down. `waiting`: points held meanwhile, for the log."""
-        if time.monotonic() < self._retry_at:
+        down. `waiting`: points held in the outbox meanwhile, for the log."""
+        if not self.store.ready():
             return False
         try:
             await asyncio.to_thread(self.writer.write, lines)
         except StoreError as exc:
             self.counters["metric_write_failures"] += 1
-            self._retry_at = time.monotonic() + self._backoff
-            if self.store_up or self._backoff >= STORE_BACKOFF_SECONDS[1]:
-                log.warning("%s; %d points wait in the outbox, next try in %.0f s", exc,
-                            waiting, self._backoff)
-            self.store_up = False
-            self._backoff = min(self._backoff * 2, STORE_BACKOFF_SECONDS[1])
+            wait = self.store.failed()
+            self.store_error = str(exc)
+            if self.store.worth_saying():
+                log.warning("%s; %d points wait in the outbox (at most %d), %d failed writes "
+                            "so far, next try in %.0f s", exc, waiting,
+                            self.settings.metrics_buffer, self.store.failures, wait)
             return False
-        if not self.store_up:
-            log.info("metrics store reachable again")
-        self.store_up = True
-        self._backoff = STORE_BACKOFF_SECONDS[0]
+        failures = self.store.failures
+        lasted = self.store.succeeded()
+        if lasted is not None:
+            self.store_error = ""
+            log.info("metrics store reachable again after %.0f s (%d failed writes): %d points "
+                     "written", lasted, failures, len(lines))
         return True

@@ -59,6 +59,9 @@ class Settings:
     max_future_seconds: float = 0.0  # records further ahead are dead letters; 0: 3 windows
     retention_seconds: float = 7 * 86_400.0  # older records are counted late
     persistent_windows: int = 30  # an alert episode open this long publishes `persistent`
+    max_message_bytes: int = 1 << 20  # larger messages are dead letters, never parsed
+    http_port: int = 6066  # /healthz, /ready, /metrics; 0: any free port (logged)
+    http_bind: str = "0.0.0.0"
     # Kafka security (monitor.service.kafka_config): every client gets it through `kafka`.
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
@@ -113,6 +116,15 @@ class Settings:
         def readable(name: str) -> str | None:
             return readable_file(name, env.get(PREFIX + name, "").strip())
 
+        def port(name: str, default: int) -> int:
+            raw = env.get(PREFIX + name, "").strip()
+            if not raw:
+                return default
+            if not raw.isdigit() or int(raw) > 65535:
+                raise UsageError(f"{PREFIX}{name} must be a port number from 0 to 65535 "
+                                 f"({raw!r})")
+            return int(raw)
+
         grace_raw = env.get(PREFIX + "GRACE_SECONDS", "").strip()
         grace = 5.0
         if grace_raw:
@@ -155,6 +167,9 @@ class Settings:
             max_future_seconds=positive("MAX_FUTURE_SECONDS", 0.0) or 0.0,
             retention_seconds=positive("RETENTION_SECONDS", cls.retention_seconds),
             persistent_windows=positive("PERSISTENT_WINDOWS", cls.persistent_windows, int),
+            max_message_bytes=positive("MAX_MESSAGE_BYTES", cls.max_message_bytes, int),
+            http_port=port("HTTP_PORT", cls.http_port),
+            http_bind=text("HTTP_BIND", cls.http_bind),
             kafka_security_protocol=text("KAFKA_SECURITY_PROTOCOL", cls.kafka_security_protocol),
             kafka_sasl_mechanism=text("KAFKA_SASL_MECHANISM", "") or None,
             kafka_sasl_username=secret("KAFKA_SASL_USERNAME"),

@@ -3,7 +3,10 @@
 It skips records its checkpoint already covers, parses the rest (one message may hold an array of
 records), folds them with a `PartitionFolder`, and says what to do: dead letters (bad records
 with their reasons and source coordinates), and an outbox of partials and watermarks for the
-partials topic. A watermark crossing a window boundary is urgent (a window may close); running
+partials topic. A message above `max_message_bytes` is a dead letter without being parsed (its
+first `TOO_LARGE_KEPT_BYTES` go to the dead-letter topic, the whole of it stays at its source
+offset), and a batch is parsed in slices of at most `PARSE_SLICE_BYTES`, so the memory a batch
+takes while parsed is bounded whatever its messages hold. A watermark crossing a window boundary is urgent (a window may close); running
 counts ride along with the next checkpoint.
 """
 
@@ -24,6 +27,8 @@ from monitor.stream.messages import Message, Progress
 from monitor.stream.messages import encode as encode_message
 
 KEEPALIVE_SECONDS = 10.0  # progress is sent at least this often, changed or not
+TOO_LARGE_KEPT_BYTES = 64 * 1024  # of a message too large, what the dead letter carries
+PARSE_SLICE_BYTES = 4 << 20  # messages parsed (then folded) together, at most
 
 
 @dataclass
@@ -32,6 +37,7 @@ class DeadLetter:
     reason: str
     raw: bytes  # the message, or the one bad element of an array message
     model: str | None
+    size: int | None = None  # of the whole message, when `raw` is only its beginning
 
 
 @dataclass
@@ -44,8 +50,10 @@ class Outgoing:
 class FoldProcessor:
     def __init__(self, partition: int, folder: PartitionFolder, *, partials_partitions: int,
                  route: Callable[[str], int], loaded: Loaded | None = None,
+                 max_message_bytes: int = 1 << 20,
                  sources: Callable[[], int] | None = None) -> None:
         self.partition = partition
+        self.max_message_bytes = max_message_bytes
         self.sources = sources  # input partitions now (they can be added while running)
         self.folder = folder
         self.partials_partitions = partials_partitions
@@ -71,22 +79,41 @@ class FoldProcessor:
         fresh = [r for r in records if r.offset > self.folder.offset]
         if not fresh:
             return Step()
-        raws = [r.value if isinstance(r.value, bytes) else b"" if r.value is None
-                else bytes(r.value) for r in fresh]
+        letters: list[DeadLetter] = []
+        accepted: list[tuple[Any, bytes]] = []
+        for record in fresh:
+            raw = _raw(record.value)
+            if len(raw) > self.max_message_bytes:
+                letters.append(DeadLetter(
+                    record, f"message too large: {len(raw)} bytes, more than the "
+                    f"{self.max_message_bytes} of DRIFT_MONITOR_MAX_MESSAGE_BYTES (not parsed; "
+                    f"its first {TOO_LARGE_KEPT_BYTES} bytes here)",
+                    raw[:TOO_LARGE_KEPT_BYTES], None, size=len(raw)))
+            else:
+                accepted.append((record, raw))
+        self.session["records_too_large"] += len(letters)
+        self.session["invalid_records"] += len(letters)
+        for part in _slices(accepted, PARSE_SLICE_BYTES):
+            letters += self._fold([r for r, _ in part], [raw for _, raw in part], wall)
+        # Every fresh offset is done with, including those of dead letters.
+        self.folder.offset = max(self.folder.offset, fresh[-1].offset)
+        self._wall, self._caught_up = wall, False
+        return Step(dead_letters=letters, urgent=self._urgent())
+
+    def _fold(self, records: list[Any], raws: list[bytes], wall: float) -> list[DeadLetter]:
         profiles = self.folder.profiles
         batch = parse_messages(raws, profiles.decoder() if isinstance(profiles, ProfileStore)
                                else None)
         late_before = sum(self.folder.counts.late.values())
-        refused = self.folder.fold(batch, [r.offset for r in fresh], wall)
+        refused = self.folder.fold(batch, [r.offset for r in records], wall)
         self.session["records_processed"] += batch.valid_count - len(refused)
         self.session["invalid_records"] += len(batch.invalid) + len(refused)
         self.session["late_records"] += sum(self.folder.counts.late.values()) - late_before
-        letters = [DeadLetter(fresh[bad.index], bad.reason, bad.raw, bad.model)
+        letters = [DeadLetter(records[bad.index], bad.reason, bad.raw, bad.model)
                    for bad in batch.invalid]
-        letters += [DeadLetter(fresh[bad.index], bad.reason, raws[bad.index], bad.model)
+        letters += [DeadLetter(records[bad.index], bad.reason, raws[bad.index], bad.model)
                     for bad in refused]
-        self._wall, self._caught_up = wall, False
-        return Step(dead_letters=letters, urgent=self._urgent())
+        return letters
 
     def tick(self, wall: float, caught_up: bool) -> Step:
         self.folder.advance(wall, caught_up=caught_up)
@@ -162,7 +189,29 @@ class FoldProcessor:
 
 
 def _zero() -> dict[str, int]:
-    return {"records_processed": 0, "invalid_records": 0, "late_records": 0}
+    return {"records_processed": 0, "invalid_records": 0, "late_records": 0,
+            "records_too_large": 0}
+
+
+def _raw(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else b"" if value is None else bytes(value)
+
+
+def _slices(items: list[tuple[Any, bytes]], limit: int) -> list[list[tuple[Any, bytes]]]:
+    """Consecutive runs of `items` whose bytes add up to at most `limit` (at least one each).
+
+    >>> [len(s) for s in _slices([(i, b"x" * 4) for i in range(5)], 8)]
+    [2, 2, 1]
+    """
+    out: list[list[tuple[Any, bytes]]] = []
+    size = limit + 1
+    for item in items:
+        if size + len(item[1]) > limit and (not out or out[-1]):
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += len(item[1])
+    return out
 
 
 def _counts(progress_by_partition: dict[int, Progress]) -> Any:

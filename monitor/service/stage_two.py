@@ -166,7 +166,8 @@ class MergeProcessor:
         return dict(self.session)
 
     def gauges(self) -> dict[str, int]:
-        return {"metric_points_buffered": self.outbox_points()}
+        return {"metric_points_buffered": self.outbox_points(),
+                "alerts_firing": sum(self.merger.firing(key) for key in self.merger.models)}
 
     def reset_stats(self) -> None:
         self.session = {key: 0 for key in self.session}

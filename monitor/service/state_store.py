@@ -22,13 +22,15 @@ import json
 import logging
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from monitor.errors import ServiceError
 from monitor.ingest.records import ModelKey
+from monitor.service.outlet import Outlet
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,10 @@ class Loaded:
     size: int = 0  # bytes read
 
 
+class StateReadTimeout(ServiceError):
+    """The state topic did not answer in time (a broker restarting): loading is tried again."""
+
+
 def encode(value: dict[str, Any]) -> bytes:
     """A record value; NaN and infinities survive the round trip.
 
@@ -111,9 +117,10 @@ def model_key(partition: int, key: ModelKey) -> bytes:
 class StateStore:
     """Saves and loads the checkpoints of one stage (one state topic)."""
 
-    def __init__(self, producer: AIOKafkaProducer, reader: AIOKafkaConsumer, topic: str,
-                 binding: Binding) -> None:
-        self.producer = producer
+    def __init__(self, outlet: Outlet, reader: AIOKafkaConsumer, topic: str,
+                 binding: Binding, executor: Executor | None = None) -> None:
+        self.executor = executor  # where the records are encoded (None: asyncio's default)
+        self.outlet = outlet  # the producer (made again when it breaks)
         self.reader = reader
         self.topic = topic
         self.binding = binding
@@ -131,12 +138,13 @@ class StateStore:
         for key in stale[:REFRESH_PER_SAVE]:
             batch[key] = refresh(key)
         envelope = {"format": FORMAT, "generation": generation}
-        values = await asyncio.to_thread(
-            lambda: [(key, None if state is None else encode({**envelope, "offset": offset,
-                                                             "state": state}))
-                     for key, state in batch.items()])
-        sends = [(key, await self.producer.send(self.topic, value, partition=partition,
-                                                 key=model_key(partition, key)))
+        values = await asyncio.get_running_loop().run_in_executor(self.executor, lambda: [
+            (key, None if state is None else encode({**envelope, "offset": offset,
+                                                    "state": state}))
+            for key, state in batch.items()])
+        producer = self.outlet.producer
+        sends = [(key, await producer.send(self.topic, value, partition=partition,
+                                            key=model_key(partition, key)))
                  for key, value in values]
         size = sum(len(v) for _, v in values if v is not None)
         for key, future in sends:
@@ -148,7 +156,7 @@ class StateStore:
         scan_from = min(written.values(), default=None)
         value = encode({**envelope, "offset": offset, "binding": self.binding.to_dict(),
                         "scan_from": scan_from, "state": header})
-        metadata = await (await self.producer.send(self.topic, value, partition=partition,
+        metadata = await (await self.outlet.producer.send(self.topic, value, partition=partition,
                                                    key=header_key(partition)))
         if scan_from is None:
             written.clear()
@@ -218,7 +226,7 @@ class StateStore:
         while position < end:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
-                raise ServiceError(f"timed out reading checkpoints {tp.topic}[{tp.partition}]")
+                raise StateReadTimeout(f"timed out reading checkpoints {tp.topic}[{tp.partition}]")
             batches = await reader.getmany(tp, timeout_ms=int(min(left, 1.0) * 1000))
             for record in batches.get(tp, []):
                 position = record.offset + 1

@@ -41,6 +41,10 @@ def internal_topic(group: str, predictions: str, role: str) -> str:
                     for part in (group, predictions, role))
 
 
+class TopicMissing(ServiceError):
+    """The predictions topic does not exist (yet): the worker waits for it."""
+
+
 @dataclass(frozen=True)
 class TopicInfo:
     name: str
@@ -68,7 +72,7 @@ class Topics:
 
 def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
                   state: Sequence[str], partials: str, others: Sequence[str] = ()) -> Topics:
-    """Describe the predictions topic (ServiceError when missing); create the compacted state
+    """Describe the predictions topic (TopicMissing when missing); create the compacted state
     topics (`state`: stage one's, then stage two's), the partials topic (as many partitions as
     the predictions topic when first created) and `others` when missing."""
     try:
@@ -78,7 +82,7 @@ def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
     try:
         info = describe(admin, predictions)
         if info is None:
-            raise ServiceError(f"predictions topic not found ({predictions})")
+            raise TopicMissing(f"predictions topic not found ({predictions})")
         existing = set(admin.list_topics())
         # Stage two's state topic has the partials topic's count (fixed at creation).
         partials_count = describe(admin, partials)

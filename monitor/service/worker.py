@@ -9,6 +9,11 @@
 Both checkpoint their state with the input offsets it covers (`StateStore`), so no record is
 lost or counted twice across a kill, a restart or a rebalance. Any number of workers may run
 with the same settings: they share the partitions of both topics.
+
+A worker started before its predictions topic exists waits for it (saying so once a minute, not
+ready meanwhile); a broker or metrics store that goes away is retried with backoff while the
+process keeps running. The Faust web server answers `/healthz`, `/ready` and `/metrics`
+(`monitor.service.http`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import socket
 import sys
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import faust
@@ -31,13 +38,17 @@ from monitor.outputs.influx_sink import make_writer
 from monitor.outputs.line_protocol import service_point
 from monitor.profile.store import ProfileStore
 from monitor.service.app import create_app
+from monitor.service.health import PROBE_SECONDS, BrokerProbe, kafka_connected, stage_reasons
+from monitor.service.http import add_endpoints, listen_port
+from monitor.service.logs import limit_repeats
+from monitor.service.outlet import Outlet
 from monitor.service.publish import Publisher
 from monitor.service.runner import StageRunner
 from monitor.service.settings import Settings
 from monitor.service.stage_one import FoldProcessor
 from monitor.service.stage_two import MergeProcessor
 from monitor.service.state_store import Binding, Loaded, StateStore
-from monitor.service.topics import MAX_STATE_BYTES, Topics, ensure_topics
+from monitor.service.topics import MAX_STATE_BYTES, TopicMissing, Topics, ensure_topics
 from monitor.stream.config import EngineConfig
 from monitor.stream.folder import PartitionFolder
 from monitor.stream.merger import WindowMerger
@@ -48,6 +59,11 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
 PROFILE_REFRESH_SECONDS = 3.0
 SERVICE_POINT_SECONDS = 10.0
+# A produce request not acknowledged within this fails (and is tried again by the runner):
+# shorter than aiokafka's 40 s, so that a broker outage shows in the log and /ready soon.
+PRODUCE_TIMEOUT_MS = 15_000
+TOPIC_POLL_SECONDS = 2.0  # how often a missing predictions topic is looked for
+TOPIC_LOG_SECONDS = 60.0  # and how often the wait is logged
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -65,9 +81,9 @@ def route(partitions: int):  # type: ignore[no-untyped-def]
 
 
 class DriftWorker:
-    def __init__(self, settings: Settings, topics: Topics) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.topics = topics
+        self.topics: Topics | None = None
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self.app = create_app(settings)
         self.store = ProfileStore(settings.profiles)
@@ -75,17 +91,26 @@ class DriftWorker:
                                   org=settings.influx_org, bucket=settings.influx_bucket,
                                   ca_file=settings.influx_ca_file)
         self.config = engine_config(settings)
-        self.producer: AIOKafkaProducer | None = None
+        self.outlet: Outlet | None = None  # the producer of everything the worker sends
         self.one: StageRunner | None = None
         self.two: StageRunner | None = None
         self.failed = False
         self.publish: Publisher | None = None
+        self.probe = BrokerProbe()
+        self.waiting_for = ""  # what the start waits for (the predictions topic)
         self._last_refresh = time.monotonic()
-        self._last_service = time.monotonic()
+        self._last_service = -SERVICE_POINT_SECONDS  # the first tick writes one (store probe)
         self._last_records = 0
+        self._ticks: dict[str, asyncio.Task[None]] = {}
+        # Both stages' CPU work (folding, merging, encoding checkpoints) on one thread: the
+        # GIL serialises it anyway, and one thread keeps the allocator's memory in one arena.
+        self.cpu = ThreadPoolExecutor(1, thread_name_prefix="drift-cpu")
         self.app.task(self._main)
         self.app.timer(TICK_SECONDS, name="drift-monitor-tick")(self._tick)
+        self.app.timer(PROBE_SECONDS, name="drift-monitor-broker-probe")(self._probe)
         self.app.on_before_shutdown.connect(self._on_shutdown)
+        add_endpoints(self.app, worker=self.name, snapshot=self.snapshot,
+                      not_ready=self.not_ready)
 
     # -- start ----------------------------------------------------------------------------------
     async def _main(self) -> None:
@@ -98,12 +123,14 @@ class DriftWorker:
 
     async def _run(self) -> None:
         s = self.settings
-        topics = self.topics
-        self.producer = AIOKafkaProducer(
+        log.info("HTTP: /healthz, /ready and /metrics on http://%s:%d", s.http_bind, s.http_port)
+        topics = self.topics = await self._wait_for_topics()
+        outlet = self.outlet = Outlet(lambda: AIOKafkaProducer(
             **s.kafka.aiokafka(), client_id=f"{s.group}-{self.name}-out", acks="all",
-            enable_idempotence=True, linger_ms=5, max_request_size=MAX_STATE_BYTES)
-        await self.producer.start()
-        publish = self.publish = Publisher(self.producer, self.writer, s)
+            enable_idempotence=True, linger_ms=5, max_request_size=MAX_STATE_BYTES,
+            request_timeout_ms=PRODUCE_TIMEOUT_MS))
+        await outlet.start()
+        publish = self.publish = Publisher(outlet, self.writer, s)
         partitions = topics.predictions.partitions
         one_binding = Binding(s.predictions_topic, topics.predictions.topic_id, s.group,
                               partitions)
@@ -111,19 +138,48 @@ class DriftWorker:
                               f"{s.group}.windows", topics.partials_partitions)
         self.one = StageRunner(
             "stage one", s.predictions_topic, self._consumer(s.group),
-            StateStore(self.producer, await self._reader("state"), s.topic("state"),
-                       one_binding),
+            StateStore(outlet, await self._reader("state"), s.topic("state"),
+                       one_binding, self.cpu),
             self._new_fold, publish.partials, publish.dead_letters,  # type: ignore[arg-type]
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
-            commit_interval=s.commit_interval_seconds)
+            commit_interval=s.commit_interval_seconds, hold_after_gap=s.idle_seconds,
+            executor=self.cpu, outlet=outlet)
         self.two = StageRunner(
             "stage two", s.topic("partials"), self._consumer(f"{s.group}.windows"),
-            StateStore(self.producer, await self._reader("windows"), s.topic("windows"),
-                       two_binding),
+            StateStore(outlet, await self._reader("windows"), s.topic("windows"),
+                       two_binding, self.cpu),
             self._new_merge, publish.windows,  # type: ignore[arg-type]
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
-            commit_interval=s.commit_interval_seconds)
+            commit_interval=s.commit_interval_seconds, executor=self.cpu, outlet=outlet)
         await asyncio.gather(self.one.run(), self.two.run())
+
+    async def _wait_for_topics(self) -> Topics:
+        """Find the predictions topic (and create the internal ones); while it does not exist,
+        look again every few seconds and say so once a minute. Cancelled by SIGTERM."""
+        s = self.settings
+        admin = {**s.kafka.kafka_python(), "client_id": f"{s.group}-admin"}
+        others = tuple(t for t in (s.alerts_topic, s.dlq_topic, s.reports_topic) if t)
+        said = -TOPIC_LOG_SECONDS
+        started = time.monotonic()
+        while True:
+            try:
+                topics = await asyncio.to_thread(
+                    ensure_topics, admin, s.predictions_topic,
+                    state=(s.topic("state"), s.topic("windows")), partials=s.topic("partials"),
+                    others=others)
+            except TopicMissing as exc:
+                self.waiting_for = f"{exc}: waiting for it"
+                if time.monotonic() - said >= TOPIC_LOG_SECONDS:
+                    said = time.monotonic()
+                    log.warning("%s; waiting for it (looking every %.0f s, waited %.0f s so "
+                                "far)", exc, TOPIC_POLL_SECONDS, said - started)
+                await asyncio.sleep(TOPIC_POLL_SECONDS)
+                continue
+            if self.waiting_for:
+                log.info("predictions topic %s found after %.0f s", s.predictions_topic,
+                         time.monotonic() - started)
+            self.waiting_for = ""
+            return topics
 
     def _consumer(self, group: str) -> dict[str, Any]:
         s = self.settings
@@ -144,12 +200,14 @@ class DriftWorker:
         return reader
 
     def _new_fold(self, partition: int, loaded: Loaded | None) -> FoldProcessor:
+        assert self.topics is not None
         folder = PartitionFolder(partition, self.store, self.config,
                                  sources=self.input_partitions(),
                                  stream=self.topics.predictions.topic_id)
         processor = FoldProcessor(partition, folder,
                                   partials_partitions=self.topics.partials_partitions,
                                   route=route(self.topics.partials_partitions), loaded=loaded,
+                                  max_message_bytes=self.settings.max_message_bytes,
                                   sources=self.input_partitions)
         for warning in processor.warnings:
             log.warning("partition %d: %s", partition, warning)
@@ -157,6 +215,7 @@ class DriftWorker:
 
     def input_partitions(self) -> int:
         """Partitions of the predictions topic now (partitions can be added while running)."""
+        assert self.topics is not None
         known = self.one.partition_count() if self.one is not None else None
         return max(known or 0, self.topics.predictions.partitions)
 
@@ -176,27 +235,39 @@ class DriftWorker:
             for profile in self.store.refresh():
                 log.info("profile loaded: %s version %s (%s)", profile.model, profile.version,
                          profile.profile_id)
+        # Each stage ticks in a task of its own: a checkpoint waiting for a broker that is
+        # down holds up neither the other stage nor the service point.
+        for runner in (self.one, self.two):
+            task = self._ticks.get(runner.name) if runner is not None else None
+            if runner is not None and (task is None or task.done()):
+                self._ticks[runner.name] = asyncio.create_task(self._tick_stage(runner))
+        if self.publish is not None and now - self._last_service >= SERVICE_POINT_SECONDS:
+            await self._write_service_point(now)
+
+    async def _tick_stage(self, runner: StageRunner) -> None:
         try:
-            for runner in (self.one, self.two):
-                if runner is not None:
-                    await runner.tick()
+            await runner.tick()
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
             await self._fail(exc)
-            return
-        if now - self._last_service >= SERVICE_POINT_SECONDS:
-            await self._write_service_point(now)
+
+    async def _probe(self) -> None:
+        if self.outlet is not None and not self.failed:
+            await self.probe.ask(self.outlet.producer.client)
 
     async def _write_service_point(self, now: float) -> None:
         elapsed, self._last_service = now - self._last_service, now
-        stats = self.stats()
+        stats = await self.snapshot()
         records = stats["records_processed"]
-        stats["records_per_second"] = (records - self._last_records) / elapsed if elapsed else 0
+        stats["records_per_second"] = ((records - self._last_records) / elapsed
+                                       if 0 < elapsed < 2 * SERVICE_POINT_SECONDS else 0)
         self._last_records = records
         if self.publish is not None:
             await self.publish.points([service_point(self.name, stats)])
 
     def stats(self) -> dict[str, Any]:
-        """The worker's counters since it started (the drift_service point)."""
+        """The worker's counters since it started, and its levels now (no I/O)."""
         out: dict[str, Any] = {}
         for runner in (self.one, self.two):
             if runner is not None:
@@ -209,6 +280,36 @@ class DriftWorker:
         out.setdefault("records_processed", 0)
         return out
 
+    async def snapshot(self) -> dict[str, Any]:
+        """`stats()` with the lags and the health: the drift_service point and /metrics."""
+        out = self.stats()
+        runners = (self.one, self.two)
+        out["consumer_lag"] = await self.one.lag() if self.one is not None else None
+        out["partials_lag"] = await self.two.lag() if self.two is not None else None
+        out["kafka_failures"] = sum(r.backoff.total_failures for r in runners if r is not None)
+        out["partitions_assigned"] = sum(len(r.assigned()) for r in runners if r is not None)
+        out["kafka_connected"] = int(kafka_connected(self.probe, runners))
+        out["metrics_store_up"] = int(self.publish.store_up) if self.publish else None
+        out["ready"] = int(not await self.not_ready())
+        return out
+
+    async def not_ready(self) -> list[str]:
+        """Why the worker is not doing its job now (empty: ready)."""
+        if self.failed:
+            return ["the worker stopped after an error"]
+        if self.waiting_for:
+            return [self.waiting_for]
+        reasons = stage_reasons(self.one, "stage one") + stage_reasons(self.two, "stage two")
+        if len(self.store) == 0:
+            reasons.append(f"no profiles in {self.settings.profiles}")
+        if self.probe.up is False:
+            reasons.append(f"Kafka broker not reachable ({self.probe.error})")
+        if self.publish is not None and not self.publish.store_up:
+            reasons.append(f"metrics store not reachable ({self.publish.store_error}); "
+                           f"{self.stats().get('metric_points_buffered', 0)} points wait "
+                           f"in the outbox")
+        return reasons
+
     # -- lifecycle ------------------------------------------------------------------------------
     async def _fail(self, exc: BaseException) -> None:
         """Stop without acknowledging: what was not checkpointed is read again on restart."""
@@ -217,14 +318,19 @@ class DriftWorker:
         await self.app.crash(exc)
 
     async def _on_shutdown(self, sender: Any = None, **kwargs: Any) -> None:
+        for task in self._ticks.values():
+            task.cancel()  # what a tick owed stays owed: the final checkpoint below covers it
+        await asyncio.gather(*self._ticks.values(), return_exceptions=True)
+        broker_up = kafka_connected(self.probe, (self.one, self.two))
         for runner in (self.one, self.two):
             if runner is not None:
                 try:
-                    await runner.stop()
+                    await runner.stop(broker_up=broker_up)
                 except Exception as exc:  # a clean stop is best effort; the state is safe
                     log.warning("stopping %s: %r", runner.name, exc)
-        if self.producer is not None:
-            await self.producer.stop()
+        if self.outlet is not None:
+            await self.outlet.stop()
+        self.cpu.shutdown(wait=False)
         log.info("shutting down: %s", self.stats())
 
 
@@ -234,15 +340,12 @@ def run_worker(settings: Settings) -> int:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # the admin client chats at INFO
+    limit_repeats()  # a broker down: one line per kind of client error and 30 s, not thousands
     log.info("starting drift-monitor worker: %s", settings.redacted())
-    settings.kafka.check()  # wrong credentials or TLS: one clear line now, not a hang later
-    topics = ensure_topics({**settings.kafka.kafka_python(),
-                            "client_id": f"{settings.group}-admin"}, settings.predictions_topic,
-                           state=(settings.topic("state"), settings.topic("windows")),
-                           partials=settings.topic("partials"),
-                           others=tuple(t for t in (settings.alerts_topic, settings.dlq_topic,
-                                                    settings.reports_topic) if t))
-    worker = DriftWorker(settings, topics)
+    # The probes' port, then the brokers: a wrong setting is one clear line now, not a hang later.
+    settings = replace(settings, http_port=listen_port(settings.http_bind, settings.http_port))
+    settings.kafka.check()
+    worker = DriftWorker(settings)
     log.info("%d profiles loaded from %s", len(worker.store), settings.profiles)
     # A batch allocates hundreds of thousands of short-lived objects: collect less often, and
     # never walk again what start-up made (monitor.stream.replay does the same).

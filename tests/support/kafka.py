@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -26,8 +27,12 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from monitor.ingest.records import parse_messages
 from monitor.profile.build import BuildOptions, build_profile
+from monitor.profile.store import ProfileStore
 from monitor.service.state_store import decode, header_key
+from monitor.stream.config import EngineConfig
+from monitor.stream.engine import Engine, Evaluated
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = "127.0.0.1:9092"
@@ -37,6 +42,8 @@ COLOR_P = [0.4, 0.3, 0.2, 0.1]
 WINDOW_CLOSED = re.compile(
     r"window closed: partition (\d+) model (\S+) version (\S+) \[([\d.]+), ([\d.]+)\) "
     r"records (\d+) invalid (\d+) late (\d+)")
+HTTP_PORT = re.compile(r"HTTP: /healthz, /ready and /metrics on http://\S+:(\d+)")
+PROM_SAMPLE = re.compile(r"^drift_service_(\w+)\{[^}]*\} (\S+)$", re.MULTILINE)
 T = TypeVar("T")
 
 
@@ -70,8 +77,43 @@ def record_messages(model: str, n: int, ts: float, *, seed: int, x_mean: float =
             for i, (x, y, c) in enumerate(zip(xs, ys, colors, strict=True))]
 
 
-def produce(topic: str, values: list[bytes], *, key: bytes | None, partition: int = 0) -> None:
-    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+def history(model: str, windows: int, per_window: int, *, seed: int,
+            drift_from: int | None = None, first: int = 0, window: float = 10.0) -> list[bytes]:
+    """Records of one model in time order over windows `first` to `first + windows - 1` (of
+    `window` seconds) of an hour in the past (no wall clock is involved in closing them, only
+    the records' times); x drifts by 2 std from window `drift_from` on."""
+    start = (int(time.time()) // 3600 - 2) * 3600
+    out: list[bytes] = []
+    for w in range(first, first + windows):
+        shift = 2.0 if drift_from is not None and w >= drift_from else 0.0
+        rng = np.random.default_rng(seed + w)
+        ts = start + w * window + np.sort(rng.uniform(0, window, per_window))
+        batch = record_messages(model, per_window, 0.0, seed=seed + 100 + w, x_mean=shift)
+        for t, raw in zip(ts, batch, strict=True):
+            record = json.loads(raw)
+            record["ts"] = float(t)
+            out.append(json.dumps(record).encode())
+    return out
+
+
+def replayed(profiles: Path, messages: list[bytes], env: dict[str, str]) -> list[dict[str, Any]]:
+    """`replay` of the same records with the workers' settings, as the reports topic has them."""
+    engine = Engine(ProfileStore(profiles), EngineConfig(
+        window_seconds=float(env["DRIFT_MONITOR_WINDOW_SECONDS"]),
+        grace_seconds=float(env["DRIFT_MONITOR_GRACE_SECONDS"]),
+        min_records=int(env["DRIFT_MONITOR_MIN_RECORDS"])))
+    out = []
+    for i in range(0, len(messages), 1000):
+        out += engine.ingest(parse_messages(messages[i:i + 1000]))
+    out += engine.flush()
+    reports = [json.loads(json.dumps(e.report.to_dict(), allow_nan=False, default=str))
+               for e in out if isinstance(e, Evaluated)]
+    return sorted(reports, key=lambda r: (r["model"], r["version"], r["window_start"]))
+
+
+def produce(topic: str, values: list[bytes], *, key: bytes | None, partition: int = 0,
+            bootstrap: str = BOOTSTRAP) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     try:
         for value in values:
             producer.send(topic, value, key=key, partition=partition)
@@ -81,11 +123,13 @@ def produce(topic: str, values: list[bytes], *, key: bytes | None, partition: in
 
 
 def produce_spread(topic: str, values: list[bytes], partitions: int, *, seed: int,
-                   pace: Callable[[int], None] | None = None) -> None:
+                   pace: Callable[[int], None] | None = None,
+                   bootstrap: str = BOOTSTRAP, **config: Any) -> None:
     """Each message to a random partition, unkeyed (as a serving fleet's default partitioner
-    spreads them); `pace(i)` is called before message i (to stream at a rate)."""
+    spreads them); `pace(i)` is called before message i (to stream at a rate). `config`: more
+    KafkaProducer settings."""
     rng = np.random.default_rng(seed)
-    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **config)
     try:
         for i, (value, partition) in enumerate(
                 zip(values, rng.integers(0, partitions, len(values)), strict=True)):
@@ -97,20 +141,20 @@ def produce_spread(topic: str, values: list[bytes], partitions: int, *, seed: in
         producer.close()
 
 
-def reports_in(topic: str) -> list[dict[str, Any]]:
+def reports_in(topic: str, bootstrap: str = BOOTSTRAP) -> list[dict[str, Any]]:
     """Window reports on a reports topic, per model in window order. Delivery is at least once:
     a report sent twice must be the same report."""
     unique: dict[tuple[str, str, float], dict[str, Any]] = {}
-    for message in read_topic(topic):
+    for message in read_topic(topic, bootstrap):
         report = json.loads(message.value)
         key = (report["model"], report["version"], report["window_start"])
         assert unique.setdefault(key, report) == report, f"two different reports for {key}"
     return [unique[k] for k in sorted(unique)]
 
 
-def read_topic(topic: str) -> list[Any]:
+def read_topic(topic: str, bootstrap: str = BOOTSTRAP) -> list[Any]:
     """Every message now in `topic` (all partitions, from the beginning)."""
-    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None,
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                              enable_auto_commit=False, auto_offset_reset="earliest")
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
@@ -143,12 +187,12 @@ def last_checkpoint(topic: str, partition: int) -> dict[str, Any] | None:
     return decode(records[-1].value) if records else None
 
 
-def vm_export(metric: str, **labels: str) -> list[dict[str, Any]]:
+def vm_export(metric: str, vm: str = VM, **labels: str) -> list[dict[str, Any]]:
     """Samples of `metric` (VictoriaMetrics names it <measurement>_<field>) with these labels."""
     selector = metric + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
     query = urllib.parse.urlencode({"match[]": selector, "start": "0",
                                     "end": str(int(time.time()) + 3600)})
-    with urllib.request.urlopen(f"{VM}/api/v1/export?{query}", timeout=10) as response:
+    with urllib.request.urlopen(f"{vm}/api/v1/export?{query}", timeout=10) as response:
         body = response.read().decode()
     return [json.loads(line) for line in body.splitlines() if line.strip()]
 
@@ -161,11 +205,11 @@ class Worker:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Worker:
+    def start(self, ready: str = "Worker]: Ready") -> Worker:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "monitor.service.worker"], cwd=ROOT,
                                          env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self.wait_for("Worker]: Ready", 60)
+        self.wait_for(ready, 60)
         return self
 
     def log(self) -> str:
@@ -187,6 +231,22 @@ class Worker:
             return regex.search(self.log())
 
         return wait_until(found, timeout, f"{regex.pattern!r} in the worker log")
+
+    def http(self, path: str, timeout: float = 10) -> tuple[int, str]:
+        """GET `path` on the worker's web server (the port it logged): (status, body)."""
+        port = self.wait_for(HTTP_PORT, 60)[1]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}",
+                                        timeout=timeout) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def metrics(self) -> dict[str, float]:
+        """/metrics as {name without the drift_service_ prefix: value}."""
+        status, body = self.http("/metrics")
+        assert status == 200, body
+        return {m[1]: float(m[2]) for m in PROM_SAMPLE.finditer(body)}
 
     def windows(self, model: str) -> list[tuple[float, float, int, int]]:
         """(start, end, records, invalid) of every window the worker logged as closed."""
@@ -237,7 +297,10 @@ def make_profile(worker_training_csv: Path) -> Callable[[str, Path], Path]:
 
 
 class Setup:
-    def __init__(self, tmp_path: Path, partitions: int = 4) -> None:
+    def __init__(self, tmp_path: Path, partitions: int = 4, *, bootstrap: str = BOOTSTRAP,
+                 vm: str = VM, create: bool = True) -> None:
+        self.bootstrap = bootstrap
+        self.vm = vm
         tag = uuid.uuid4().hex[:10]
         self.tag = tag
         self.model = f"m{tag}"
@@ -253,11 +316,19 @@ class Setup:
         self.profiles.mkdir()
         self.tmp = tmp_path
         self.workers: list[Worker] = []
-        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         try:
-            admin.create_topics([NewTopic(self.predictions, partitions, 1),
-                                 NewTopic(self.alerts, 1, 1),
-                                 NewTopic(self.dlq, 1, 1)])
+            admin.create_topics([NewTopic(self.alerts, 1, 1), NewTopic(self.dlq, 1, 1)])
+        finally:
+            admin.close()
+        if create:
+            self.create_predictions()
+
+    def create_predictions(self, **config: str) -> None:
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            admin.create_topics([NewTopic(self.predictions, self.partitions, 1,
+                                          topic_configs=config)])
         finally:
             admin.close()
 
@@ -265,7 +336,7 @@ class Setup:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFT_MONITOR_")}
         env.update({
             "PYTHONUNBUFFERED": "1",
-            "DRIFT_MONITOR_BROKER": f"kafka://{BOOTSTRAP}",
+            "DRIFT_MONITOR_BROKER": f"kafka://{self.bootstrap}",
             "DRIFT_MONITOR_PROFILES": str(self.profiles),
             "DRIFT_MONITOR_WINDOW_SECONDS": "2",
             "DRIFT_MONITOR_GRACE_SECONDS": "1",
@@ -279,13 +350,14 @@ class Setup:
             "DRIFT_MONITOR_WINDOWS_TOPIC": self.windows,
             "DRIFT_MONITOR_IDLE_SECONDS": "1",
             "DRIFT_MONITOR_REPORTS_TOPIC": self.reports,
-            "DRIFT_MONITOR_INFLUX_URL": VM,
+            "DRIFT_MONITOR_INFLUX_URL": self.vm,
+            "DRIFT_MONITOR_HTTP_PORT": "0",  # any free port (logged): workers run side by side
         })
         env.update(overrides)
         return env
 
     def delete_topics(self) -> None:
-        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
         try:
             existing = set(admin.list_topics())
             mine = [self.predictions, self.alerts, self.dlq, self.state, self.partials,
@@ -294,10 +366,11 @@ class Setup:
         finally:
             admin.close()
 
-    def worker(self, name: str = "worker", **overrides: str) -> Worker:
+    def worker(self, name: str = "worker", ready: str = "Worker]: Ready",
+               **overrides: str) -> Worker:
         worker = Worker(self.env(**overrides), self.tmp / f"{name}.log")
         self.workers.append(worker)
-        return worker.start()
+        return worker.start(ready)
 
 
 @pytest.fixture
@@ -311,13 +384,14 @@ def setup(services: None, tmp_path: Path) -> Iterator[Setup]:
 
 @pytest.fixture
 def make_setup(services: None, tmp_path: Path) -> Iterator[Callable[[int], Setup]]:
-    """Setups of their own (topics, group, profiles), as many as a test needs."""
+    """Setups of their own (topics, group, profiles), as many as a test needs (keyword
+    arguments go to `Setup`: another broker, no predictions topic yet...)."""
     made: list[Setup] = []
 
-    def make(partitions: int = 4) -> Setup:
+    def make(partitions: int = 4, **kwargs: Any) -> Setup:
         directory = tmp_path / f"setup{len(made)}"
         directory.mkdir()
-        made.append(Setup(directory, partitions))
+        made.append(Setup(directory, partitions, **kwargs))
         return made[-1]
 
     yield make
