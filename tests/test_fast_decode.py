@@ -174,3 +174,30 @@ def test_well_formed_traffic_takes_the_fast_path(profile: Profile, native: bool)
     assert len(batch.groups[("churn", "3")]) == 51 and len(batch.groups[("unknown", "3")]) == 1
     age = batch.groups[("churn", "3")].column_for("age", profile.features["age"].kind)
     assert age.mismatch.sum() == 1 and not math.isnan(age.values[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=32), min_size=1, max_size=40),
+       st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=32), min_size=1, max_size=300),
+       st.booleans())
+def test_compiled_histogram_bins_as_numpy_does(edges: list[float], values: list[float],
+                                               on_edges: bool) -> None:
+    """The compiled histogram update against numpy's searchsorted path: the same counts and
+    tail sums, values on edges (repeated ones too) and at the training max included."""
+    from monitor.ingest import native_decode
+    from monitor.summaries import exact
+    from monitor.summaries.numeric import NumericSummary
+
+    assert native_decode.available()
+    e = np.sort(np.array(edges))
+    v = np.array(values + (edges if on_edges else []))
+    z = exact.quantise(v, 0.0, exact.quantum_for(1e6))
+    results = []
+    for native in ("1", "0"):
+        s = NumericSummary(e, center=0.0)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(native_decode.ENV, native)
+            s._histogram_update(v, z)
+        results.append((s.histogram.tolist(), s.below_s1, s.above_s1))
+    assert results[0] == results[1]
+    assert sum(results[0][0]) == len(v)

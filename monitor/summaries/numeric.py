@@ -148,6 +148,14 @@ class NumericSummary:
             self._histogram_update(finite, z)
 
     def _histogram_update(self, finite: np.ndarray, z: np.ndarray) -> None:
+        h = self.histogram
+        if native_decode.available() and len(self.edges) < 65_535 and h.dtype == np.int64 \
+                and h.flags.c_contiguous and h.flags.writeable:
+            below, above = native_decode.drift_native.histogram(
+                self.edges, np.ascontiguousarray(finite), np.ascontiguousarray(z), h)
+            self.below_s1 += below
+            self.above_s1 += above
+            return
         last = len(self.edges) - 1
         index = bin_index(self.edges, finite)
         index[finite == self.edges[-1]] = last  # the training max belongs to the last bin

@@ -382,6 +382,51 @@ fn bins<'py>(py: Python<'py>, edges: PyBuffer<f64>, values: PyBuffer<f64>)
     })
 }
 
+/// A fixed-edge histogram update, `NumericSummary._histogram_update` in one call: adds each
+/// finite value's bin to `counts` (len(edges) + 1 bins; the training max, `edges[-1]`, belongs
+/// to the last interior bin) and returns the sums of the quanta `z` below the first edge and
+/// above the last one.
+#[pyfunction]
+fn histogram(py: Python<'_>, edges: PyBuffer<f64>, values: PyBuffer<f64>, z: PyBuffer<i64>,
+             counts: PyBuffer<i64>) -> PyResult<(i64, i64)> {
+    let (Some(e), Some(v), Some(q)) = (edges.as_slice(py), values.as_slice(py), z.as_slice(py))
+    else {
+        return Err(pyo3::exceptions::PyValueError::new_err("arrays must be contiguous"));
+    };
+    let Some(c) = counts.as_mut_slice(py) else {
+        return Err(pyo3::exceptions::PyValueError::new_err("counts must be writable"));
+    };
+    if e.is_empty() || e.len() > u16::MAX as usize || v.len() != q.len() || c.len() != e.len() + 1 {
+        return Err(pyo3::exceptions::PyValueError::new_err("mismatched histogram arrays"));
+    }
+    // ReadOnlyCell<T> is a transparent T read while the caller holds the arrays
+    let e: &[f64] = unsafe { std::slice::from_raw_parts(e.as_ptr() as *const f64, e.len()) };
+    let v: &[f64] = unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f64, v.len()) };
+    let q: &[i64] = unsafe { std::slice::from_raw_parts(q.as_ptr() as *const i64, q.len()) };
+    let mut found = vec![0u8; 2 * v.len()];
+    at_or_below(e, v, &mut found);
+    let last = e.len() - 1;
+    let top = e[last];
+    let mut local = vec![0i64; c.len()];
+    let (mut below, mut above) = (0i64, 0i64);
+    for (i, pair) in found.chunks_exact(2).enumerate() {
+        let mut k = u16::from_ne_bytes([pair[0], pair[1]]) as usize;
+        if v[i] == top {
+            k = last;
+        }
+        local[k] += 1;
+        if k == 0 {
+            below += q[i];
+        } else if k == last + 1 {
+            above += q[i];
+        }
+    }
+    for (cell, add) in c.iter().zip(local) {
+        cell.set(cell.get() + add);
+    }
+    Ok((below, above))
+}
+
 /// Per value, how many of the sorted `e` are at or below it: a binary search whose steps depend
 /// only on e's length (no branch on the data to mispredict), four values at a time.
 fn at_or_below(e: &[f64], v: &[f64], out: &mut [u8]) {
@@ -446,6 +491,7 @@ fn drift_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(space_code_points, m)?)?;
     m.add_function(wrap_pyfunction!(split_lines, m)?)?;
     m.add_function(wrap_pyfunction!(bins, m)?)?;
+    m.add_function(wrap_pyfunction!(histogram, m)?)?;
     m.add_function(wrap_pyfunction!(measure, m)?)?;
     m.add_function(wrap_pyfunction!(parse_iso, m)?)?;
     Ok(())
