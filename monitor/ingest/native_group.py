@@ -171,6 +171,12 @@ class _Texts(Sequence[str]):
         start = int(self.starts[i])
         return self.buf[start:start + int(self.sizes[i])].decode("utf-8")
 
+    def pick(self, rows: list[int]) -> list[str]:
+        """The texts at `rows` (one conversion of the offsets, not one per text)."""
+        buf = self.buf
+        starts, sizes = self.starts[rows].tolist(), self.sizes[rows].tolist()
+        return [buf[a:a + n].decode("utf-8") for a, n in zip(starts, sizes, strict=True)]
+
 
 def _scalar(tag: int, raw: int) -> Any:
     if tag == TAG_NULL:

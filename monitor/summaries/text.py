@@ -128,8 +128,10 @@ class TextSummary:
             chosen = chosen[keys[chosen] <= kth]
         if chosen.size == 0:
             return
-        key_list = keys[chosen].tolist()
-        new = sorted((key_list[j], texts[i][:SAMPLE_CHARS]) for j, i in enumerate(chosen.tolist()))
+        rows = chosen.tolist()
+        pick = getattr(texts, "pick", None)  # the compiled decoder's texts read in one go
+        picked = pick(rows) if pick is not None else [texts[i] for i in rows]
+        new = sorted(zip(keys[chosen].tolist(), [t[:SAMPLE_CHARS] for t in picked], strict=True))
         self._items = sorted(self._items + new)[:k]  # timsort merges the two sorted runs
 
     def merge(self, other: TextSummary) -> TextSummary:

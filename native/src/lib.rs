@@ -410,16 +410,12 @@ fn histogram(py: Python<'_>, edges: PyBuffer<f64>, values: PyBuffer<f64>, z: PyB
     let mut local = vec![0i64; c.len()];
     let (mut below, mut above) = (0i64, 0i64);
     for (i, pair) in found.chunks_exact(2).enumerate() {
-        let mut k = u16::from_ne_bytes([pair[0], pair[1]]) as usize;
-        if v[i] == top {
-            k = last;
-        }
+        // no branch on the data: fresh values would mispredict (5x slower than repeated ones)
+        let found = u16::from_ne_bytes([pair[0], pair[1]]) as usize;
+        let k = std::hint::select_unpredictable(v[i] == top, last, found);
         local[k] += 1;
-        if k == 0 {
-            below += q[i];
-        } else if k == last + 1 {
-            above += q[i];
-        }
+        below += q[i] * (k == 0) as i64;
+        above += q[i] * (k == last + 1) as i64;
     }
     for (cell, add) in c.iter().zip(local) {
         cell.set(cell.get() + add);
@@ -428,7 +424,8 @@ fn histogram(py: Python<'_>, edges: PyBuffer<f64>, values: PyBuffer<f64>, z: PyB
 }
 
 /// Per value, how many of the sorted `e` are at or below it: a binary search whose steps depend
-/// only on e's length (no branch on the data to mispredict), four values at a time.
+/// only on e's length, four values at a time, with no branch on the data to mispredict
+/// (`select_unpredictable`: a plain `if` compiled to a branch, 5x slower on fresh values).
 fn at_or_below(e: &[f64], v: &[f64], out: &mut [u8]) {
     let out: &mut [u16] = unsafe {
         std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u16, v.len())
@@ -445,7 +442,7 @@ fn at_or_below(e: &[f64], v: &[f64], out: &mut [u8]) {
         while n > 1 {
             let half = n / 2;
             for j in 0..4 {
-                base[j] = if e[base[j] + half] <= c[j] { base[j] + half } else { base[j] };
+                base[j] = std::hint::select_unpredictable(e[base[j] + half] <= c[j], base[j] + half, base[j]);
             }
             n -= half;
         }
@@ -459,7 +456,7 @@ fn at_or_below(e: &[f64], v: &[f64], out: &mut [u8]) {
         let mut n = e.len();
         while n > 1 {
             let half = n / 2;
-            base = if e[base + half] <= x { base + half } else { base };
+            base = std::hint::select_unpredictable(e[base + half] <= x, base + half, base);
             n -= half;
         }
         out[k] = (base + (e[base] <= x) as usize) as u16;
