@@ -11,15 +11,17 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.ingest import fast_decode
-from monitor.ingest.columns import NumericColumn
+from monitor.ingest.columns import NumericColumn, TextColumn
 from monitor.ingest.fast_decode import FastDecoder
 from monitor.ingest.records import parse_messages
 from monitor.profile.model import Profile
 from monitor.profile.store import schemas
+from monitor.summaries.text import measure_texts
 from monitor.summaries.window import WindowSummary
 
 LATEST = 1.8e9
@@ -94,6 +96,11 @@ def message(draw: Any) -> bytes:
 
 
 def _columns_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, TextColumn) or isinstance(b, TextColumn):
+        a, b = (c if isinstance(c, TextColumn) else measure_texts(c) for c in (a, b))
+        return (a.lengths.tolist() == b.lengths.tolist() and a.tokens.tolist() == b.tokens.tolist()
+                and a.hashes.tolist() == b.hashes.tolist() and list(a.texts) == list(b.texts)
+                and np.array_equal(a.null, b.null) and np.array_equal(a.mismatch, b.mismatch))
     if isinstance(a, NumericColumn):
         return (np.array_equal(a.values, b.values, equal_nan=True)
                 and np.array_equal(np.signbit(a.values), np.signbit(b.values))
@@ -102,20 +109,23 @@ def _columns_equal(a: Any, b: Any) -> bool:
             and np.array_equal(a.mismatch, b.mismatch))
 
 
-def _decoder(profile: Profile) -> FastDecoder:
+def _decoder(profile: Profile, native: bool = False) -> FastDecoder:
     other = Profile("other", "3", {k: v for k, v in profile.features.items()
                                    if k in ("age", "state")})
-    return FastDecoder(schemas([profile, other]))
+    return FastDecoder(schemas([profile, other]), native=native)
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["msgspec", "native"])
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(message(), max_size=12), st.sampled_from([500, 1, 3]))
-def test_fast_path_reads_every_batch_as_the_reference_does(profile: Profile,
+def test_fast_path_reads_every_batch_as_the_reference_does(profile: Profile, native: bool,
                                                            messages: list[bytes],
                                                            chunk: int) -> None:
+    """Both fast paths (the msgspec decoder, read in chunks of the batch that are joined, and
+    the compiled one) against the reference."""
     default, fast_decode.CHUNK = fast_decode.CHUNK, chunk  # chunks of the batch, joined
     try:
-        fast = parse_messages(messages, _decoder(profile), latest=LATEST)
+        fast = parse_messages(messages, _decoder(profile, native), latest=LATEST)
     finally:
         fast_decode.CHUNK = default
     slow = parse_messages(messages, latest=LATEST)
@@ -140,24 +150,54 @@ def test_fast_path_reads_every_batch_as_the_reference_does(profile: Profile,
                                                                           sort_keys=True)
 
 
-def test_well_formed_traffic_takes_the_fast_path(profile: Profile) -> None:
+@pytest.mark.parametrize("native", [False, True], ids=["msgspec", "native"])
+def test_well_formed_traffic_takes_the_fast_path(profile: Profile, native: bool) -> None:
     """Synthetic records of a profiled model: every message is read by the fast path, a record
     of a model without a profile is left to the reference, and so is a message with a string in
-    a numeric feature; the groups hold all of them."""
+    a numeric feature (the compiled decoder reads that one as a mismatch); the groups hold all
+    of them."""
     from monitor.demo.synthetic import generate_columns, records
 
     rng = np.random.default_rng(5)
     recs = records(generate_columns(50, rng), model="churn", version="3",
                    ts=1.69e9 + np.arange(50.0))
     messages = [orjson.dumps(r) for r in recs]
-    decoder = _decoder(profile)
+    decoder = _decoder(profile, native)
+    assert decoder.native is native
     groups, refused = decoder.decode(messages, LATEST)
     assert refused == [] and len(groups[("churn", "3")]) == 50
     odd = {**recs[0], "features": {**recs[0]["features"], "age": "forty"}}
     messages += [orjson.dumps({**recs[1], "model": "unknown"}), orjson.dumps(odd)]
     groups, refused = decoder.decode(messages, LATEST)
-    assert refused == [50, 51]
+    assert refused == ([50] if native else [50, 51])  # the compiled one reads a mismatch
     batch = parse_messages(messages, decoder, latest=LATEST)
     assert len(batch.groups[("churn", "3")]) == 51 and len(batch.groups[("unknown", "3")]) == 1
     age = batch.groups[("churn", "3")].column_for("age", profile.features["age"].kind)
     assert age.mismatch.sum() == 1 and not math.isnan(age.values[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=32), min_size=1, max_size=40),
+       st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=32), min_size=1, max_size=300),
+       st.booleans())
+def test_compiled_histogram_bins_as_numpy_does(edges: list[float], values: list[float],
+                                               on_edges: bool) -> None:
+    """The compiled histogram update against numpy's searchsorted path: the same counts and
+    tail sums, values on edges (repeated ones too) and at the training max included."""
+    from monitor.ingest import native_decode
+    from monitor.summaries import exact
+    from monitor.summaries.numeric import NumericSummary
+
+    assert native_decode.available()
+    e = np.sort(np.array(edges))
+    v = np.array(values + (edges if on_edges else []))
+    z = exact.quantise(v, 0.0, exact.quantum_for(1e6))
+    results = []
+    for native in ("1", "0"):
+        s = NumericSummary(e, center=0.0)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(native_decode.ENV, native)
+            s._histogram_update(v, z)
+        results.append((s.histogram.tolist(), s.below_s1, s.above_s1))
+    assert results[0] == results[1]
+    assert sum(results[0][0]) == len(v)

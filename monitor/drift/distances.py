@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import stats
+
+from monitor.drift.scipy_stats import stats
 
 PSI_FLOOR = 1e-4
 
@@ -158,9 +159,9 @@ def contingency_p_value(training: np.ndarray, window: np.ndarray, *,
         if pooled.shape[1] >= 2:
             table = pooled
     if (_expected(table) >= min_expected).all():
-        return float(stats.chi2_contingency(table).pvalue)
+        return float(stats().chi2_contingency(table).pvalue)
     if table.shape[1] == 2:
-        return float(stats.fisher_exact(table).pvalue)
+        return float(stats().fisher_exact(table).pvalue)
     return exact_chi2_p_value(table)
 
 

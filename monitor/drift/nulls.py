@@ -17,7 +17,8 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
+
+from monitor.drift.scipy_stats import special, stats
 
 
 def effective_size(n: float, N: float) -> float:
@@ -37,7 +38,7 @@ def fit_quantile(values: np.ndarray, alpha: float) -> float:
 
     >>> rng = np.random.default_rng(0)
     >>> x = rng.chisquare(9, 4000) / 1000
-    >>> bool(abs(fit_quantile(x, 1e-3) - stats.chi2.ppf(1 - 1e-3, 9) / 1000) < 0.004)
+    >>> bool(abs(fit_quantile(x, 1e-3) - stats().chi2.ppf(1 - 1e-3, 9) / 1000) < 0.004)
     True
     """
     values = np.asarray(values, dtype=float)
@@ -50,7 +51,7 @@ def fit_quantile(values: np.ndarray, alpha: float) -> float:
     if mean <= 0 or var <= 0:
         return max(top, 0.0)
     shape, scale = mean * mean / var, var / mean
-    return max(top, float(stats.gamma.ppf(1 - alpha, shape, scale=scale)))
+    return max(top, float(stats().gamma.ppf(1 - alpha, shape, scale=scale)))
 
 
 @dataclass(frozen=True)
@@ -145,13 +146,13 @@ def ks_critical(n: int, N: int, alpha: float) -> float:
     exact one-sample distribution (scipy's `kstwo`) at the effective size, rounded down.
     Never above 1, the largest KS there is.
 
-    >>> round(ks_critical(50, 10**12, 0.05), 4) == round(float(stats.kstwo.isf(0.05, 50)), 4)
+    >>> round(ks_critical(50, 10**12, 0.05), 4) == round(float(stats().kstwo.isf(0.05, 50)), 4)
     True
     """
     m = int(math.floor(effective_size(n, N) + 1e-6))
     if m < 1:
         return 1.0
-    return min(1.0, float(stats.kstwo.isf(alpha, m)))
+    return min(1.0, float(stats().kstwo.isf(alpha, m)))
 
 
 def rate_bound(k: float, N: float, n: int, alpha: float, prior: float = 0.5) -> float:
@@ -175,8 +176,9 @@ def _betabinom_upper(n: int, k: float, N: float, alpha: float, prior: float) -> 
     lo = max(0, int(mean - 12 * sd) - 1)
     hi = min(n, int(mean + 40 * sd) + 50)
     x = np.arange(lo, hi + 1, dtype=float)
-    logpmf = (special.gammaln(n + 1) - special.gammaln(x + 1) - special.gammaln(n - x + 1)
-              + special.betaln(x + a, n - x + b) - special.betaln(a, b))
+    sp = special()
+    logpmf = (sp.gammaln(n + 1) - sp.gammaln(x + 1) - sp.gammaln(n - x + 1)
+              + sp.betaln(x + a, n - x + b) - sp.betaln(a, b))
     pmf = np.exp(logpmf)
     tail = np.cumsum(pmf[::-1])[::-1]  # P(X >= x) within the window (the rest is negligible)
     above = np.flatnonzero(tail <= alpha)

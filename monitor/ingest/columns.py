@@ -46,6 +46,54 @@ class LabelColumn:
         return len(self.values)
 
 
+@dataclass(frozen=True, slots=True)
+class CodedLabels:
+    """Categorical values as codes into `labels` (-1 where null or mismatched): what the
+    compiled decoder gives (labels may repeat: 3 and "3" are both "3").
+
+    >>> c = CodedLabels(np.array([0, -1, 1, 0]), ["CA", "NY"], np.array([0, 1, 0, 0], bool),
+    ...                 np.zeros(4, bool))
+    >>> c.size, c.values
+    (4, ['CA', None, 'NY', 'CA'])
+    """
+
+    codes: np.ndarray  # int32 or int64, one per record
+    labels: list[str]
+    null: np.ndarray
+    mismatch: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.codes.shape[0])
+
+    @property
+    def values(self) -> list[str | None]:
+        """As a `LabelColumn`'s values (one Python object per record: for tests and reports)."""
+        labels = self.labels
+        return [labels[c] if c >= 0 else None for c in self.codes.tolist()]
+
+
+class TextColumn:
+    """Texts as the text summary measures them, for the present records only (neither null nor
+    mismatched): length in code points, `len(text.split())`, CRC-32 of the UTF-8 bytes, and the
+    texts themselves (`texts`: a sequence, possibly made on demand)."""
+
+    __slots__ = ("lengths", "tokens", "hashes", "texts", "null", "mismatch")
+
+    def __init__(self, lengths: np.ndarray, tokens: np.ndarray, hashes: np.ndarray,
+                 texts: Sequence[str], null: np.ndarray, mismatch: np.ndarray) -> None:
+        self.lengths = lengths
+        self.tokens = tokens
+        self.hashes = hashes  # uint64
+        self.texts = texts
+        self.null = null
+        self.mismatch = mismatch
+
+    @property
+    def size(self) -> int:
+        return int(self.null.shape[0])
+
+
 def numeric_column(raw: Sequence[Any] | np.ndarray) -> NumericColumn:
     """Numbers (ints, floats, NaN, inf) are values; None is null; anything else is a mismatch.
 
@@ -101,8 +149,10 @@ def _int_value(v: int) -> float:
         return float("inf") if v > 0 else float("-inf")
 
 
-def column_for(kind: Kind, raw: Any) -> NumericColumn | LabelColumn:
+def column_for(kind: Kind, raw: Any) -> NumericColumn | LabelColumn | CodedLabels | TextColumn:
     """The typed column of a feature of `kind` from its raw values (or an already typed one)."""
+    if isinstance(raw, CodedLabels | TextColumn):
+        return raw
     if kind is Kind.NUMERIC:
         return numeric_column(raw)
     return label_column(raw, numbers_as_labels=kind is Kind.CATEGORICAL)

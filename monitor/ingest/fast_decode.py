@@ -27,6 +27,7 @@ from msgspec import UNSET, UnsetType
 from msgspec.structs import astuple
 
 from monitor.ingest.column_group import MISSING_NUMBER, ColumnGroup
+from monitor.ingest.native_decode import NativeDecoder, available
 from monitor.ingest.schema import PREDICTION, Kind
 from monitor.ingest.timestamps import parse_ts
 
@@ -53,7 +54,12 @@ class FastDecoder:
     """Decodes batches of messages of the models in `schemas` (model -> feature -> kind, over
     all versions of the model's profiles)."""
 
-    def __init__(self, schemas: Mapping[str, Mapping[str, Kind]]) -> None:
+    def __init__(self, schemas: Mapping[str, Mapping[str, Kind]], *,
+                 native: bool | None = None) -> None:
+        """`native`: decode with the compiled decoder (`native_decode.py`); by default when it
+        is installed and not switched off."""
+        self._native = NativeDecoder(schemas, MAX_NAME_CHARS) \
+            if (available() if native is None else native) else None
         self._layout: dict[type, tuple[str, tuple[str, ...], frozenset[str]]] = {}
         records: list[Any] = [_NoModel]
         for i, (model, kinds) in enumerate(sorted(schemas.items())):
@@ -80,13 +86,20 @@ class FastDecoder:
     def models(self) -> list[str]:
         return [model for model, _, _ in self._layout.values()]
 
+    @property
+    def native(self) -> bool:
+        """Whether the compiled decoder decodes."""
+        return self._native is not None
+
     def decode(self, messages: Sequence[bytes], latest: float
-               ) -> tuple[dict[ModelKey, ColumnGroup], list[int]]:
+               ) -> tuple[dict[ModelKey, Any], list[int]]:
         """Groups of the records it accepts, and the positions of the messages it leaves to
         the reference path (in order). `latest`: the newest acceptable `ts`.
 
         Messages are decoded CHUNK at a time, each chunk's structs turned into columns while
         they are still in the CPU's cache (a third faster than one pass over 5,000)."""
+        if self._native is not None:
+            return self._native.decode(messages, latest)
         refused: set[int] = set()
         parts: dict[ModelKey, list[ColumnGroup]] = {}
         for start in range(0, len(messages), CHUNK):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from monitor.errors import InputError
+from monitor.ingest import native_decode
 from monitor.ingest.columns import NumericColumn
 from monitor.ingest.records import ModelKey, RecordGroup, parse_messages
 from monitor.ingest.schema import PREDICTION
@@ -206,8 +207,16 @@ def _parquet_batches(path: Path, chunk_rows: int) -> Iterator[Any]:
         yield pa.Table.from_batches([batch])
 
 
-def jsonl_batches(path: Path, lines_per_batch: int) -> Iterator[list[bytes]]:
-    """Batches of raw non-blank lines (bytes) of a JSONL file (compressed or not)."""
+def jsonl_batches(path: Path, lines_per_batch: int) -> Iterator[Sequence[bytes]]:
+    """Batches of raw non-blank lines (bytes) of a JSONL file (compressed or not); with the
+    compiled decoder, the lines of a batch stay in one buffer (`native_decode.LineBatch`)."""
+    if native_decode.available():
+        try:
+            with open_binary(path) as fh:
+                yield from native_decode.line_batches(fh, lines_per_batch)
+        except (OSError, EOFError) as exc:  # a corrupt or truncated compressed file
+            raise decompression_error(path, exc) from None
+        return
     batch: list[bytes] = []
     try:
         with open_binary(path) as fh:

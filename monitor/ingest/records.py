@@ -209,8 +209,11 @@ def parse_messages(messages: Iterable[bytes], decoder: FastDecoder | None = None
     for key, group in rest.groups.items():
         fast = groups.get(key)
         groups[key] = group if fast is None else fast.concat(group.to_columns())
-    if len(groups) > 1:
-        groups = dict(sorted(groups.items(), key=lambda kv: int(kv[1].index[0])))
+    if len(groups) > 1:  # first appearance order, as the reference path; models first seen
+        # in the same (refused, so reference-read) array message in their order there
+        rank = {key: i for i, key in enumerate(rest.groups)}
+        groups = dict(sorted(groups.items(),
+                             key=lambda kv: (int(kv[1].index[0]), rank.get(kv[0], 0))))
     return ParsedBatch(dict(groups), rest.invalid)
 
 

@@ -33,9 +33,11 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from monitor.drift import scipy_stats
 from monitor.errors import MonitorError
 from monitor.outputs.influx_sink import make_writer
 from monitor.outputs.line_protocol import service_point
+from monitor.profile import language
 from monitor.profile.store import ProfileStore
 from monitor.service.app import create_app
 from monitor.service.health import PROBE_SECONDS, BrokerProbe, kafka_connected, stage_reasons
@@ -347,6 +349,10 @@ def run_worker(settings: Settings) -> int:
     settings.kafka.check()
     worker = DriftWorker(settings)
     log.info("%d profiles loaded from %s", len(worker.store), settings.profiles)
+    # What the first window's evaluation needs, before the first record rather than during it:
+    # scipy.stats (imported now, so that gc.freeze below covers it) and the language model.
+    scipy_stats.stats()
+    language.warm_up()
     # A batch allocates hundreds of thousands of short-lived objects: collect less often, and
     # never walk again what start-up made (monitor.stream.replay does the same).
     gc.freeze()

@@ -9,7 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from monitor.drift import scipy_stats
 from monitor.errors import InputError, UsageError
+from monitor.ingest.prefetch import ahead
 from monitor.ingest.readers import check_readable, data_suffix, jsonl_batches
 from monitor.ingest.records import parse_messages
 from monitor.ingest.schema import Kind
@@ -50,6 +52,7 @@ def open_engine(logs: str | Path, profiles: str | Path, *, window_seconds: float
     if len(store) == 0:
         raise UsageError(f"no loadable profile in {profiles}"
                          + (f": {next(iter(store.errors.values()))}" if store.errors else ""))
+    scipy_stats.warm_up()  # the first window's evaluation needs it: imported while reading
     if any(f.kind is Kind.TEXT for key in store.keys() for f in store.get(*key).features.values()):
         warm_up()
     try:
@@ -64,10 +67,10 @@ def replay_events(path: Path, engine: Engine,
                   invalid_reasons: dict[str, int] | None = None) -> Iterator[Evaluated | Alert]:
     """Everything the engine emits over the file, in order, ending with the flush."""
     store = engine.folder.profiles
+    decoder = store.decoder() if isinstance(store, ProfileStore) else None
     with fewer_collections():
-        for lines in jsonl_batches(path, BATCH_LINES):
-            batch = parse_messages(lines, store.decoder() if isinstance(store, ProfileStore)
-                                   else None)
+        for batch in ahead(jsonl_batches(path, BATCH_LINES),
+                           lambda lines: parse_messages(lines, decoder)):
             if invalid_reasons is not None:
                 for bad in batch.invalid:
                     key = bad.reason.split(":")[0]

@@ -15,7 +15,7 @@ import operator
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,7 +60,7 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def record_keys(texts: list[str], salts: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+def record_keys(texts: Sequence[str], salts: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
     """Stable 63-bit keys (int64) of records: a hash of the text mixed with a per-record salt
     (the record's timestamp, or its row in a file), so that equal texts in different records get
     independent keys and a bottom-k over the keys is a uniform sample of records. Equal text and
@@ -70,11 +70,22 @@ def record_keys(texts: list[str], salts: np.ndarray | None = None, seed: int = 0
     >>> k.dtype, bool(k[0] != k[1]), bool((k >= 0).all())
     (dtype('int64'), True, True)
     """
+    return mix_keys(text_hashes(texts), salts, seed)
+
+
+def text_hashes(texts: Sequence[str]) -> np.ndarray:
+    """CRC-32 of each text's UTF-8 bytes (uint64): the text's part of its record's key."""
     n = len(texts)
     try:
-        text_hash = np.fromiter(map(zlib.crc32, map(str.encode, texts)), dtype=np.uint64, count=n)
+        return np.fromiter(map(zlib.crc32, map(str.encode, texts)), dtype=np.uint64, count=n)
     except UnicodeEncodeError:  # a lone surrogate (JSON allows them): encode them as they are
-        text_hash = np.fromiter(map(zlib.crc32, map(_ENCODE, texts)), dtype=np.uint64, count=n)
+        return np.fromiter(map(zlib.crc32, map(_ENCODE, texts)), dtype=np.uint64, count=n)
+
+
+def mix_keys(text_hash: np.ndarray, salts: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """`record_keys` of texts whose `text_hashes` are `text_hash`."""
+    n = len(text_hash)
+    text_hash = text_hash.astype(np.uint64, copy=False)
     if salts is None:
         salt_bits = np.zeros(n, dtype=np.uint64)
     else:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from monitor.errors import ProfileError
-from monitor.ingest.columns import LabelColumn
+from monitor.ingest.columns import CodedLabels, LabelColumn
 from monitor.summaries.bounds import MAX_VALUE_CHARS, KeptCounts, clip_value, tally_clipped
 
 MAX_TRACKED_UNSEEN = 100
@@ -80,11 +80,14 @@ class CategoricalSummary:
     def unseen_limit(self) -> int:
         return self._unseen.limit
 
-    def update(self, column: LabelColumn) -> None:
+    def update(self, column: LabelColumn | CodedLabels) -> None:
         self.records += column.size
         self.nulls += int(column.null.sum())
         self.mismatches += int(column.mismatch.sum())
-        tally, clipped = tally_clipped(column.values)
+        if isinstance(column, CodedLabels):
+            tally, clipped = _tally_codes(column)
+        else:
+            tally, clipped = tally_clipped(column.values)
         self.clipped += clipped
         self._add_counts(tally)
 
@@ -191,3 +194,24 @@ class CategoricalSummary:
 
     def __repr__(self) -> str:
         return f"CategoricalSummary(count={self.count}, categories={len(self.vocabulary)})"
+
+
+def _tally_codes(column: CodedLabels) -> tuple[dict[str, int], int]:
+    """`bounds.tally_clipped` of coded values: one count per code (numpy), then per label.
+
+    >>> _tally_codes(CodedLabels(np.array([0, 1, -1, 0, 2]), ["a", "3", "a"],
+    ...                          np.zeros(5, bool), np.zeros(5, bool)))
+    ({'a': 3, '3': 1}, 0)
+    """
+    codes = column.codes
+    labels = column.labels
+    counts = np.bincount(codes[codes >= 0], minlength=len(labels)) if len(codes) else ()
+    tally: dict[str, int] = {}
+    clipped = 0
+    for code in np.flatnonzero(counts).tolist():
+        value, n = labels[code], int(counts[code])
+        if len(value) > MAX_VALUE_CHARS:
+            clipped += n
+            value = clip_value(value)
+        tally[value] = tally.get(value, 0) + n
+    return tally, clipped

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from monitor.errors import ProfileError
-from monitor.ingest.columns import LabelColumn
-from monitor.summaries.bounds import record_keys
+from monitor.ingest.columns import LabelColumn, TextColumn
+from monitor.summaries.bounds import mix_keys, text_hashes
 from monitor.summaries.numeric import NumericSummary
 
 SAMPLE_CHARS = 1000
@@ -35,6 +36,23 @@ def tokens(text: str) -> list[str]:
     ['great', 'product', 'great', 'price']
     """
     return _TOKEN.findall(text.lower())
+
+
+def measure_texts(column: LabelColumn) -> TextColumn:
+    """What the summary reads of a label column's present texts (neither null nor mismatched).
+
+    >>> from monitor.ingest.columns import label_column
+    >>> t = measure_texts(label_column(["a b", None, "ccc"], numbers_as_labels=False))
+    >>> t.lengths.tolist(), t.tokens.tolist(), t.size
+    ([3, 3], [2, 1], 3)
+    """
+    values = column.values
+    texts = values if not (column.null.any() or column.mismatch.any()) else \
+        [t for t in values if t is not None]
+    n = len(texts)
+    return TextColumn(np.fromiter(map(len, texts), dtype=np.int64, count=n),
+                      np.fromiter(map(len, map(str.split, texts)), dtype=np.int64, count=n),
+                      text_hashes(texts), texts, column.null, column.mismatch)
 
 
 def _integer_summary(edges: Any) -> NumericSummary:
@@ -80,26 +98,26 @@ class TextSummary:
     def sample_keys(self) -> list[int]:
         return [key for key, _ in self._items]
 
-    def update(self, column: LabelColumn, salts: np.ndarray | None = None) -> None:
+    def update(self, column: LabelColumn | TextColumn, salts: np.ndarray | None = None) -> None:
         """Fold in a column; `salts` (one per record, e.g. timestamps) make equal texts in
         different records distinct for sampling; without them equal texts share a key."""
+        if not isinstance(column, TextColumn):
+            column = measure_texts(column)
         self.records += column.size
         nulls, mismatches = int(column.null.sum()), int(column.mismatch.sum())
         self.nulls += nulls
         self.mismatches += mismatches
-        present = ~(column.null | column.mismatch)
-        texts = column.values if not (nulls or mismatches) else \
-            [t for t in column.values if t is not None]
-        if not texts:
+        if not len(column.lengths):
             return
-        self.length.update_finite(np.fromiter(map(len, texts), dtype=np.float64, count=len(texts)))
-        self.tokens.update_finite(
-            np.fromiter(map(len, map(str.split, texts)), dtype=np.float64, count=len(texts)))
+        self.length.update_finite(column.lengths.astype(np.float64))
+        self.tokens.update_finite(column.tokens.astype(np.float64))
         if self.sample_size > 0:
-            salt = None if salts is None else np.asarray(salts)[present]
-            self._sample_in(texts, record_keys(texts, salt, self.seed))
+            salt = None if salts is None else np.asarray(salts)
+            if salt is not None and (nulls or mismatches):
+                salt = salt[~(column.null | column.mismatch)]
+            self._sample_in(column.texts, mix_keys(column.hashes, salt, self.seed))
 
-    def _sample_in(self, texts: list[str], keys: np.ndarray) -> None:
+    def _sample_in(self, texts: Sequence[str], keys: np.ndarray) -> None:
         k = self.sample_size
         if len(self._items) >= k:  # full: only keys up to the current largest can enter
             chosen = np.flatnonzero(keys <= self._items[-1][0])
@@ -110,8 +128,10 @@ class TextSummary:
             chosen = chosen[keys[chosen] <= kth]
         if chosen.size == 0:
             return
-        key_list = keys[chosen].tolist()
-        new = sorted((key_list[j], texts[i][:SAMPLE_CHARS]) for j, i in enumerate(chosen.tolist()))
+        rows = chosen.tolist()
+        pick = getattr(texts, "pick", None)  # the compiled decoder's texts read in one go
+        picked = pick(rows) if pick is not None else [texts[i] for i in rows]
+        new = sorted(zip(keys[chosen].tolist(), [t[:SAMPLE_CHARS] for t in picked], strict=True))
         self._items = sorted(self._items + new)[:k]  # timsort merges the two sorted runs
 
     def merge(self, other: TextSummary) -> TextSummary:
