@@ -62,3 +62,8 @@ def test_make_demo_main_job_ends_with_alerts_and_every_record_counted(services: 
     before = out.split(">>> drift injected")[0]
     assert " FIRING " not in before
     assert "pages before drift   0\n" in out
+    # Episodes on features the demo leaves alone are named as false alarms, none hidden.
+    from monitor.demo.run import DRIFTED
+    stray = [m[1] for m in re.finditer(r" FIRING .* churn v3  (\S+)/", out) if m[1] not in DRIFTED]
+    assert int(out.split("false alarms")[1].split()[0].rstrip(":")) == len(stray)
+    assert f"{8 * 17} here" in out  # 8 windows x 16 features and the prediction
