@@ -139,7 +139,7 @@ class DriftWorker:
         self.one = StageRunner(
             "stage one", s.predictions_topic, self._consumer(s.group),
             StateStore(outlet, await self._reader("state"), s.topic("state"),
-                       one_binding, self.cpu),
+                       one_binding, self.cpu, grow=self._grow_state),
             self._new_fold, publish.partials, publish.dead_letters,  # type: ignore[arg-type]
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
             commit_interval=s.commit_interval_seconds, hold_after_gap=s.idle_seconds,
@@ -157,16 +157,11 @@ class DriftWorker:
         """Find the predictions topic (and create the internal ones); while it does not exist,
         look again every few seconds and say so once a minute. Cancelled by SIGTERM."""
         s = self.settings
-        admin = {**s.kafka.kafka_python(), "client_id": f"{s.group}-admin"}
-        others = tuple(t for t in (s.alerts_topic, s.dlq_topic, s.reports_topic) if t)
         said = -TOPIC_LOG_SECONDS
         started = time.monotonic()
         while True:
             try:
-                topics = await asyncio.to_thread(
-                    ensure_topics, admin, s.predictions_topic,
-                    state=(s.topic("state"), s.topic("windows")), partials=s.topic("partials"),
-                    others=others)
+                topics = await self._ensure_topics()
             except TopicMissing as exc:
                 self.waiting_for = f"{exc}: waiting for it"
                 if time.monotonic() - said >= TOPIC_LOG_SECONDS:
@@ -180,6 +175,26 @@ class DriftWorker:
                          time.monotonic() - started)
             self.waiting_for = ""
             return topics
+
+    async def _ensure_topics(self) -> Topics:
+        s = self.settings
+        admin = {**s.kafka.kafka_python(), "client_id": f"{s.group}-admin"}
+        others = tuple(t for t in (s.alerts_topic, s.dlq_topic, s.reports_topic) if t)
+        return await asyncio.to_thread(
+            ensure_topics, admin, s.predictions_topic,
+            state=(s.topic("state"), s.topic("windows")), partials=s.topic("partials"),
+            others=others)
+
+    async def _grow_state(self, partition: int) -> None:
+        """Before stage one loads `partition`: a partition added to the predictions topic while
+        the worker runs needs its partition of the state topic, which `ensure_topics` adds (as
+        at a restart); the producer then learns of it."""
+        assert self.topics is not None
+        if partition < self.topics.predictions.partitions:
+            return
+        self.topics = await self._ensure_topics()
+        if self.outlet is not None:
+            await self.outlet.producer.client.force_metadata_update()
 
     def _consumer(self, group: str) -> dict[str, Any]:
         s = self.settings
