@@ -60,6 +60,15 @@ def describe(admin: KafkaAdminClient, topic: str) -> TopicInfo | None:
     return None
 
 
+def describe_topic(admin_config: dict[str, Any], topic: str) -> TopicInfo | None:
+    """`topic` as the brokers know it now (None: it does not exist); one admin client's life."""
+    admin = KafkaAdminClient(**admin_config)
+    try:
+        return describe(admin, topic)
+    finally:
+        admin.close()
+
+
 @dataclass(frozen=True)
 class Topics:
     predictions: TopicInfo

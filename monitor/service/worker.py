@@ -33,7 +33,7 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from monitor.errors import MonitorError
+from monitor.errors import MonitorError, ServiceError
 from monitor.outputs.influx_sink import make_writer
 from monitor.outputs.line_protocol import service_point
 from monitor.profile.store import ProfileStore
@@ -48,7 +48,13 @@ from monitor.service.settings import Settings
 from monitor.service.stage_one import FoldProcessor
 from monitor.service.stage_two import MergeProcessor
 from monitor.service.state_store import Binding, Loaded, StateStore
-from monitor.service.topics import MAX_STATE_BYTES, TopicMissing, Topics, ensure_topics
+from monitor.service.topics import (
+    MAX_STATE_BYTES,
+    TopicMissing,
+    Topics,
+    describe_topic,
+    ensure_topics,
+)
 from monitor.stream.config import EngineConfig
 from monitor.stream.folder import PartitionFolder
 from monitor.stream.merger import WindowMerger
@@ -64,6 +70,7 @@ SERVICE_POINT_SECONDS = 10.0
 PRODUCE_TIMEOUT_MS = 15_000
 TOPIC_POLL_SECONDS = 2.0  # how often a missing predictions topic is looked for
 TOPIC_LOG_SECONDS = 60.0  # and how often the wait is logged
+STREAM_CHECK_SECONDS = 10.0  # how often the predictions topic's id is compared with the start's
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -84,6 +91,7 @@ class DriftWorker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topics: Topics | None = None
+        self.stream_id = ""
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self.app = create_app(settings)
         self.store = ProfileStore(settings.profiles)
@@ -102,6 +110,7 @@ class DriftWorker:
         self._last_service = -SERVICE_POINT_SECONDS  # the first tick writes one (store probe)
         self._last_records = 0
         self._ticks: dict[str, asyncio.Task[None]] = {}
+        self._last_stream_check = time.monotonic()
         # Both stages' CPU work (folding, merging, encoding checkpoints) on one thread: the
         # GIL serialises it anyway, and one thread keeps the allocator's memory in one arena.
         self.cpu = ThreadPoolExecutor(1, thread_name_prefix="drift-cpu")
@@ -125,6 +134,7 @@ class DriftWorker:
         s = self.settings
         log.info("HTTP: /healthz, /ready and /metrics on http://%s:%d", s.http_bind, s.http_port)
         topics = self.topics = await self._wait_for_topics()
+        self.stream_id = topics.predictions.topic_id  # what the stages' offsets belong to
         outlet = self.outlet = Outlet(lambda: AIOKafkaProducer(
             **s.kafka.aiokafka(), client_id=f"{s.group}-{self.name}-out", acks="all",
             enable_idempotence=True, linger_ms=5, max_request_size=MAX_STATE_BYTES,
@@ -258,6 +268,33 @@ class DriftWorker:
                 self._ticks[runner.name] = asyncio.create_task(self._tick_stage(runner))
         if self.publish is not None and now - self._last_service >= SERVICE_POINT_SECONDS:
             await self._write_service_point(now)
+        task = self._ticks.get("stream")
+        if (self.topics is not None and now - self._last_stream_check >= STREAM_CHECK_SECONDS
+                and (task is None or task.done())):
+            self._last_stream_check = now
+            self._ticks["stream"] = asyncio.create_task(self._check_stream())
+
+    async def _check_stream(self) -> None:
+        """The predictions topic deleted and created again under the running worker (by hand,
+        or by a broker that creates topics a client asks for): the stages' offsets belong to the
+        old topic, so the new one's first records would be skipped as already read and its lag
+        would read 0. The worker stops with one line; started again, it finds the checkpoints
+        bound to the old topic id, ignores them and reads the new topic from its beginning."""
+        assert self.topics is not None
+        s = self.settings
+        admin = {**s.kafka.kafka_python(), "client_id": f"{s.group}-admin"}
+        try:
+            now = await asyncio.to_thread(describe_topic, admin, s.predictions_topic)
+        except Exception:  # a broker down: the probe says so; look again later
+            return
+        before = self.stream_id
+        if now is None or not now.topic_id or not before or now.topic_id == before:
+            return
+        log.error("error: the predictions topic %s was deleted and created again while the "
+                  "worker ran (topic id %s, now %s): stopping; started again, the worker reads "
+                  "the new topic from its beginning", s.predictions_topic, before, now.topic_id)
+        self.failed = True
+        await self.app.crash(ServiceError(f"predictions topic {s.predictions_topic} recreated"))
 
     async def _tick_stage(self, runner: StageRunner) -> None:
         try:
