@@ -92,6 +92,20 @@ def test_secrets_are_hidden_from_the_settings_line_and_repr(tmp_path: Path) -> N
     ({"DRIFT_MONITOR_HTTP_PORT": "-1"}, r"DRIFT_MONITOR_HTTP_PORT must be a port number"),
     ({"DRIFT_MONITOR_MAX_MESSAGE_BYTES": "0"},
      r"DRIFT_MONITOR_MAX_MESSAGE_BYTES must be a positive integer \('0'\)"),
+    # str.isdigit() is true for these, int() fails on the first and reads the second as 3
+    ({"DRIFT_MONITOR_HTTP_PORT": "\u00b2"}, r"DRIFT_MONITOR_HTTP_PORT must be a port number"),
+    ({"DRIFT_MONITOR_HTTP_PORT": "\u0663"}, r"DRIFT_MONITOR_HTTP_PORT must be a port number"),
+    # a store URL the client cannot use: refused at start, not write errors forever
+    ({"DRIFT_MONITOR_INFLUX_URL": "vm:8428"},
+     r"DRIFT_MONITOR_INFLUX_URL must be an http:// or https:// URL with a host \('vm:8428'\)"),
+    ({"DRIFT_MONITOR_INFLUX_URL": "ftp://vm"}, r"DRIFT_MONITOR_INFLUX_URL must be an http"),
+    ({"DRIFT_MONITOR_INFLUX_URL": "http://vm:99999"}, r"DRIFT_MONITOR_INFLUX_URL has a bad port"),
+    # topics that can never exist: not waited for forever
+    ({"DRIFT_MONITOR_PREDICTIONS_TOPIC": "bad topic/name"},
+     r"DRIFT_MONITOR_PREDICTIONS_TOPIC is not a valid Kafka topic name"),
+    ({"DRIFT_MONITOR_DLQ_TOPIC": "dlq:1"}, r"DRIFT_MONITOR_DLQ_TOPIC is not a valid Kafka topic"),
+    ({"DRIFT_MONITOR_GROUP": "g" * 300},
+     r"DRIFT_MONITOR_STATE_TOPIC \(named after DRIFT_MONITOR_GROUP and .*\) is not a valid"),
 ])
 def test_bad_values_are_one_usage_error(env: dict[str, str], message: str) -> None:
     with pytest.raises(UsageError, match=message) as caught:
@@ -134,3 +148,19 @@ def test_a_taken_http_port_stops_the_worker_with_one_error_line() -> None:
         f"error: cannot listen on 127.0.0.1:{port} (DRIFT_MONITOR_HTTP_PORT): Address already "
         f"in use"), proc.stderr
     assert "Traceback" not in proc.stderr and "Kafka" not in proc.stderr
+
+
+def test_credentials_in_the_store_url_are_refused_without_showing_them() -> None:
+    """They would otherwise be printed in the settings line and the sink's log line."""
+    with pytest.raises(UsageError, match=r"must not hold credentials") as caught:
+        Settings.from_env({"DRIFT_MONITOR_INFLUX_URL": "http://admin:pw-in-url@vm:8428/"})
+    assert "pw-in-url" not in str(caught.value) and "vm:8428" in str(caught.value)
+
+
+def test_a_group_with_a_slash_gives_the_faust_app_a_data_directory_of_its_own_name() -> None:
+    """Faust's data directory is named after the group: 'team/a' crashed the worker at start
+    with a traceback (FileNotFoundError: /tmp/drift-monitor-team/a)."""
+    from monitor.service.app import create_app
+
+    app = create_app(Settings.from_env({"DRIFT_MONITOR_GROUP": "team/a"}))
+    assert Path(str(app.conf.datadir)).name == "drift-monitor-team_a"

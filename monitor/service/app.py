@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -46,5 +47,8 @@ def create_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,  # no `<id>-__assignor-__leader` topic
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        datadir=str(Path(tempfile.gettempdir()) / f"drift-monitor-{settings.group}"),
+        # The group as a file name: any character but letters, digits, '.', '_', '-' becomes
+        # '_' ('team/a' must not name a subdirectory), and at most 200 of them.
+        datadir=str(Path(tempfile.gettempdir())
+                    / ("drift-monitor-" + re.sub(r"[^a-zA-Z0-9._-]", "_", settings.group)[:200])),
     )

@@ -9,11 +9,13 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from aiokafka.errors import MessageSizeTooLargeError
+
 from monitor.outputs.influx_sink import PointWriter, StoreError
 from monitor.service.backoff import Backoff
 from monitor.service.outlet import Outlet
 from monitor.service.settings import Settings
-from monitor.service.stage_one import DeadLetter, FoldProcessor
+from monitor.service.stage_one import TOO_LARGE_KEPT_BYTES, DeadLetter, FoldProcessor
 from monitor.service.stage_two import MergeProcessor
 
 log = logging.getLogger(__name__)
@@ -39,22 +41,35 @@ class Publisher:
             await future
 
     async def dead_letters(self, letters: list[DeadLetter]) -> None:
-        futures = []
-        for letter in letters:
-            record = letter.record
-            headers = [("reason", letter.reason.encode()),
-                       ("source_topic", str(record.topic).encode()),
-                       ("source_partition", str(record.partition).encode()),
-                       ("source_offset", str(record.offset).encode())]
-            if letter.model:
-                headers.append(("model", letter.model.encode()))
-            if letter.size is not None:
-                headers.append(("original_bytes", str(letter.size).encode()))
-            futures.append(await self.outlet.producer.send(self.settings.dlq_topic, letter.raw,
-                                                    key=record.key, headers=headers))
-        for future in futures:
-            await future
+        sent = [(letter, await self._send_letter(letter, letter.raw, letter.reason,
+                                                 letter.size)) for letter in letters]
+        for letter, future in sent:
+            try:
+                await future
+            except MessageSizeTooLargeError:
+                # The dead-letter topic takes less than the message (its max.message.bytes is
+                # below the predictions topic's): its beginning, as for a message too large.
+                # Retrying the whole of it would hold the partition up for ever.
+                kept = letter.raw[:TOO_LARGE_KEPT_BYTES]
+                reason = (f"{letter.reason} (the dead-letter topic did not take its "
+                          f"{len(letter.raw)} bytes: its first {len(kept)} here)")
+                await (await self._send_letter(letter, kept, reason,
+                                               letter.size or len(letter.raw)))
         self.counters["dlq_messages"] += len(letters)
+
+    async def _send_letter(self, letter: DeadLetter, value: bytes, reason: str,
+                           size: int | None) -> asyncio.Future[Any]:
+        record = letter.record
+        headers = [("reason", reason.encode()),
+                   ("source_topic", str(record.topic).encode()),
+                   ("source_partition", str(record.partition).encode()),
+                   ("source_offset", str(record.offset).encode())]
+        if letter.model:
+            headers.append(("model", letter.model.encode()))
+        if size is not None:
+            headers.append(("original_bytes", str(size).encode()))
+        return await self.outlet.producer.send(self.settings.dlq_topic, value, key=record.key,
+                                               headers=headers)
 
     async def partials(self, processor: FoldProcessor) -> None:
         topic = self.settings.topic("partials")

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from monitor.errors import UsageError
 from monitor.service.kafka_config import KafkaConfig, readable_file
@@ -120,10 +122,14 @@ class Settings:
             raw = env.get(PREFIX + name, "").strip()
             if not raw:
                 return default
-            if not raw.isdigit() or int(raw) > 65535:
+            if not (raw.isascii() and raw.isdigit()) or int(raw) > 65535:
                 raise UsageError(f"{PREFIX}{name} must be a port number from 0 to 65535 "
                                  f"({raw!r})")
             return int(raw)
+
+        def url(name: str) -> str | None:
+            raw = env.get(PREFIX + name, "").strip()
+            return store_url(raw) if raw else None
 
         grace_raw = env.get(PREFIX + "GRACE_SECONDS", "").strip()
         grace = 5.0
@@ -151,7 +157,7 @@ class Settings:
             state_topic=text("STATE_TOPIC", cls.state_topic),
             partials_topic=text("PARTIALS_TOPIC", cls.partials_topic),
             windows_topic=text("WINDOWS_TOPIC", cls.windows_topic),
-            influx_url=env.get(PREFIX + "INFLUX_URL", "").strip() or None,
+            influx_url=url("INFLUX_URL"),
             influx_token=secret("INFLUX_TOKEN") or "",
             influx_ca_file=readable("INFLUX_CA_FILE"),
             influx_org=env.get(PREFIX + "INFLUX_ORG", "").strip(),
@@ -179,6 +185,15 @@ class Settings:
             kafka_ssl_keyfile=readable("KAFKA_SSL_KEYFILE"),
         )
         settings.kafka.ssl_context()  # every Kafka setting checked now, in one readable line
+        for name, topic in (("PREDICTIONS_TOPIC", settings.predictions_topic),
+                            ("ALERTS_TOPIC", settings.alerts_topic),
+                            ("DLQ_TOPIC", settings.dlq_topic),
+                            ("REPORTS_TOPIC", settings.reports_topic),
+                            ("STATE_TOPIC", settings.topic("state")),
+                            ("PARTIALS_TOPIC", settings.topic("partials")),
+                            ("WINDOWS_TOPIC", settings.topic("windows"))):
+            if topic:
+                check_topic_name(name, topic)
         return settings
 
     def topic(self, role: str) -> str:
@@ -220,3 +235,56 @@ class Settings:
             if data[name]:
                 data[name] = "***"
         return data
+
+
+TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+
+def check_topic_name(setting: str, topic: str) -> None:
+    """Kafka's rule for topic names (ASCII letters, digits, `.`, `_`, `-`; at most 249), checked
+    before the worker waits for a topic that can never exist. An internal topic named after the
+    group and the predictions topic names both settings.
+
+    >>> check_topic_name("PREDICTIONS_TOPIC", "bad topic")
+    Traceback (most recent call last):
+    ...
+    monitor.errors.UsageError: DRIFT_MONITOR_PREDICTIONS_TOPIC is not a valid Kafka topic name: use at most 249 ASCII letters, digits, '.', '_' and '-' ('bad topic')
+    """
+    if TOPIC_NAME.fullmatch(topic) and topic not in (".", ".."):
+        return
+    what = f"{PREFIX}{setting}"
+    if setting in ("STATE_TOPIC", "PARTIALS_TOPIC", "WINDOWS_TOPIC"):
+        what += f" (named after {PREFIX}GROUP and {PREFIX}PREDICTIONS_TOPIC unless set)"
+    shown = topic if len(topic) <= 80 else topic[:77] + "..."
+    raise UsageError(f"{what} is not a valid Kafka topic name: use at most 249 ASCII letters, "
+                     f"digits, '.', '_' and '-' ({shown!r})")
+
+
+def store_url(raw: str) -> str:
+    """`DRIFT_MONITOR_INFLUX_URL` checked: http(s), a host, no credentials (they would show in
+    the log; the token goes in `DRIFT_MONITOR_INFLUX_TOKEN`).
+
+    >>> store_url("http://vm:8428")
+    'http://vm:8428'
+    >>> store_url("https://user:s3cret@vm:8428")
+    Traceback (most recent call last):
+    ...
+    monitor.errors.UsageError: DRIFT_MONITOR_INFLUX_URL must not hold credentials: put the token in DRIFT_MONITOR_INFLUX_TOKEN ('https://***@vm:8428')
+    >>> store_url("vm:8428")
+    Traceback (most recent call last):
+    ...
+    monitor.errors.UsageError: DRIFT_MONITOR_INFLUX_URL must be an http:// or https:// URL with a host ('vm:8428')
+    """
+    parts = urlsplit(raw)
+    if parts.username is not None or parts.password is not None:
+        hidden = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+        raise UsageError(f"{PREFIX}INFLUX_URL must not hold credentials: put the token in "
+                         f"{PREFIX}INFLUX_TOKEN ({hidden!r})")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise UsageError(f"{PREFIX}INFLUX_URL has a bad port ({raw!r})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{PREFIX}INFLUX_URL must be an http:// or https:// URL with a host "
+                         f"({raw!r})")
+    return raw

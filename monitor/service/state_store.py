@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,8 +118,12 @@ class StateStore:
     """Saves and loads the checkpoints of one stage (one state topic)."""
 
     def __init__(self, outlet: Outlet, reader: AIOKafkaConsumer, topic: str,
-                 binding: Binding, executor: Executor | None = None) -> None:
+                 binding: Binding, executor: Executor | None = None,
+                 grow: Callable[[int], Awaitable[None]] | None = None) -> None:
         self.executor = executor  # where the records are encoded (None: asyncio's default)
+        # Called before a partition is loaded: makes sure the state topic has that partition
+        # (partitions added to the predictions topic while the worker runs).
+        self.grow = grow
         self.outlet = outlet  # the producer (made again when it breaks)
         self.reader = reader
         self.topic = topic
@@ -166,6 +170,8 @@ class StateStore:
     async def load(self, partition: int, timeout_s: float = 60.0) -> Loaded | None:
         """The saved state of input partition `partition`, or None (none, or another stream's)."""
         tp = TopicPartition(self.topic, partition)
+        if self.grow is not None:
+            await self.grow(partition)
         async with self._read_lock:
             self.reader.assign([tp])
             begin = (await self.reader.beginning_offsets([tp]))[tp]

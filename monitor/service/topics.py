@@ -60,6 +60,15 @@ def describe(admin: KafkaAdminClient, topic: str) -> TopicInfo | None:
     return None
 
 
+def describe_topic(admin_config: dict[str, Any], topic: str) -> TopicInfo | None:
+    """`topic` as the brokers know it now (None: it does not exist); one admin client's life."""
+    admin = KafkaAdminClient(**admin_config)
+    try:
+        return describe(admin, topic)
+    finally:
+        admin.close()
+
+
 @dataclass(frozen=True)
 class Topics:
     predictions: TopicInfo
@@ -91,8 +100,15 @@ def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
                            topic_configs=dict(STATE_CONFIG))
                   for i, t in enumerate(state) if t not in existing]
         if partials not in existing:
-            wanted.append(NewTopic(partials, info.partitions, 1))
-        wanted += [NewTopic(t, info.partitions, 1) for t in others if t not in existing]
+            # A model window's partial grows with the model's features (about 0.5 kB each):
+            # above the broker's default 1 MB from about 2,000 features; refused, it would be
+            # sent again for ever. The producer's limit is the same.
+            wanted.append(NewTopic(partials, info.partitions, 1,
+                                   topic_configs={"max.message.bytes": str(MAX_STATE_BYTES)}))
+        # Window reports grow with the features too (a model of 2,500: above 1 MB).
+        wanted += [NewTopic(t, info.partitions, 1,
+                            topic_configs={"max.message.bytes": str(MAX_STATE_BYTES)})
+                   for t in others if t not in existing]
         for topic in wanted:
             try:
                 admin.create_topics([topic])

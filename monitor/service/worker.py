@@ -34,7 +34,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from monitor.drift import scipy_stats
-from monitor.errors import MonitorError
+from monitor.errors import MonitorError, ServiceError
 from monitor.outputs.influx_sink import make_writer
 from monitor.outputs.line_protocol import service_point
 from monitor.profile import language
@@ -50,7 +50,13 @@ from monitor.service.settings import Settings
 from monitor.service.stage_one import FoldProcessor
 from monitor.service.stage_two import MergeProcessor
 from monitor.service.state_store import Binding, Loaded, StateStore
-from monitor.service.topics import MAX_STATE_BYTES, TopicMissing, Topics, ensure_topics
+from monitor.service.topics import (
+    MAX_STATE_BYTES,
+    TopicMissing,
+    Topics,
+    describe_topic,
+    ensure_topics,
+)
 from monitor.stream.config import EngineConfig
 from monitor.stream.folder import PartitionFolder
 from monitor.stream.merger import WindowMerger
@@ -66,6 +72,7 @@ SERVICE_POINT_SECONDS = 10.0
 PRODUCE_TIMEOUT_MS = 15_000
 TOPIC_POLL_SECONDS = 2.0  # how often a missing predictions topic is looked for
 TOPIC_LOG_SECONDS = 60.0  # and how often the wait is logged
+STREAM_CHECK_SECONDS = 10.0  # how often the predictions topic's id is compared with the start's
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -86,6 +93,7 @@ class DriftWorker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topics: Topics | None = None
+        self.stream_id = ""
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self.app = create_app(settings)
         self.store = ProfileStore(settings.profiles)
@@ -104,6 +112,7 @@ class DriftWorker:
         self._last_service = -SERVICE_POINT_SECONDS  # the first tick writes one (store probe)
         self._last_records = 0
         self._ticks: dict[str, asyncio.Task[None]] = {}
+        self._last_stream_check = time.monotonic()
         # Both stages' CPU work (folding, merging, encoding checkpoints) on one thread: the
         # GIL serialises it anyway, and one thread keeps the allocator's memory in one arena.
         self.cpu = ThreadPoolExecutor(1, thread_name_prefix="drift-cpu")
@@ -127,6 +136,7 @@ class DriftWorker:
         s = self.settings
         log.info("HTTP: /healthz, /ready and /metrics on http://%s:%d", s.http_bind, s.http_port)
         topics = self.topics = await self._wait_for_topics()
+        self.stream_id = topics.predictions.topic_id  # what the stages' offsets belong to
         outlet = self.outlet = Outlet(lambda: AIOKafkaProducer(
             **s.kafka.aiokafka(), client_id=f"{s.group}-{self.name}-out", acks="all",
             enable_idempotence=True, linger_ms=5, max_request_size=MAX_STATE_BYTES,
@@ -141,7 +151,7 @@ class DriftWorker:
         self.one = StageRunner(
             "stage one", s.predictions_topic, self._consumer(s.group),
             StateStore(outlet, await self._reader("state"), s.topic("state"),
-                       one_binding, self.cpu),
+                       one_binding, self.cpu, grow=self._grow_state),
             self._new_fold, publish.partials, publish.dead_letters,  # type: ignore[arg-type]
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
             commit_interval=s.commit_interval_seconds, hold_after_gap=s.idle_seconds,
@@ -159,16 +169,11 @@ class DriftWorker:
         """Find the predictions topic (and create the internal ones); while it does not exist,
         look again every few seconds and say so once a minute. Cancelled by SIGTERM."""
         s = self.settings
-        admin = {**s.kafka.kafka_python(), "client_id": f"{s.group}-admin"}
-        others = tuple(t for t in (s.alerts_topic, s.dlq_topic, s.reports_topic) if t)
         said = -TOPIC_LOG_SECONDS
         started = time.monotonic()
         while True:
             try:
-                topics = await asyncio.to_thread(
-                    ensure_topics, admin, s.predictions_topic,
-                    state=(s.topic("state"), s.topic("windows")), partials=s.topic("partials"),
-                    others=others)
+                topics = await self._ensure_topics()
             except TopicMissing as exc:
                 self.waiting_for = f"{exc}: waiting for it"
                 if time.monotonic() - said >= TOPIC_LOG_SECONDS:
@@ -182,6 +187,26 @@ class DriftWorker:
                          time.monotonic() - started)
             self.waiting_for = ""
             return topics
+
+    async def _ensure_topics(self) -> Topics:
+        s = self.settings
+        admin = {**s.kafka.kafka_python(), "client_id": f"{s.group}-admin"}
+        others = tuple(t for t in (s.alerts_topic, s.dlq_topic, s.reports_topic) if t)
+        return await asyncio.to_thread(
+            ensure_topics, admin, s.predictions_topic,
+            state=(s.topic("state"), s.topic("windows")), partials=s.topic("partials"),
+            others=others)
+
+    async def _grow_state(self, partition: int) -> None:
+        """Before stage one loads `partition`: a partition added to the predictions topic while
+        the worker runs needs its partition of the state topic, which `ensure_topics` adds (as
+        at a restart); the producer then learns of it."""
+        assert self.topics is not None
+        if partition < self.topics.predictions.partitions:
+            return
+        self.topics = await self._ensure_topics()
+        if self.outlet is not None:
+            await self.outlet.producer.client.force_metadata_update()
 
     def _consumer(self, group: str) -> dict[str, Any]:
         s = self.settings
@@ -245,6 +270,33 @@ class DriftWorker:
                 self._ticks[runner.name] = asyncio.create_task(self._tick_stage(runner))
         if self.publish is not None and now - self._last_service >= SERVICE_POINT_SECONDS:
             await self._write_service_point(now)
+        task = self._ticks.get("stream")
+        if (self.topics is not None and now - self._last_stream_check >= STREAM_CHECK_SECONDS
+                and (task is None or task.done())):
+            self._last_stream_check = now
+            self._ticks["stream"] = asyncio.create_task(self._check_stream())
+
+    async def _check_stream(self) -> None:
+        """The predictions topic deleted and created again under the running worker (by hand,
+        or by a broker that creates topics a client asks for): the stages' offsets belong to the
+        old topic, so the new one's first records would be skipped as already read and its lag
+        would read 0. The worker stops with one line; started again, it finds the checkpoints
+        bound to the old topic id, ignores them and reads the new topic from its beginning."""
+        assert self.topics is not None
+        s = self.settings
+        admin = {**s.kafka.kafka_python(), "client_id": f"{s.group}-admin"}
+        try:
+            now = await asyncio.to_thread(describe_topic, admin, s.predictions_topic)
+        except Exception:  # a broker down: the probe says so; look again later
+            return
+        before = self.stream_id
+        if now is None or not now.topic_id or not before or now.topic_id == before:
+            return
+        log.error("error: the predictions topic %s was deleted and created again while the "
+                  "worker ran (topic id %s, now %s): stopping; started again, the worker reads "
+                  "the new topic from its beginning", s.predictions_topic, before, now.topic_id)
+        self.failed = True
+        await self.app.crash(ServiceError(f"predictions topic {s.predictions_topic} recreated"))
 
     async def _tick_stage(self, runner: StageRunner) -> None:
         try:
