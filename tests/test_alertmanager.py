@@ -8,17 +8,17 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kafka import KafkaProducer
+from support.kafka import wait_until
 
 from monitor.drift.checks import Severity
 from monitor.drift.evaluate import FeatureReport, Finding, WindowReport
@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = "127.0.0.1:9092"
 AM = "http://127.0.0.1:9095"
 NOW = parse_time("2026-11-26T12:03:00Z")
-T = TypeVar("T")
 
 
 def report(model: str, i: int, checks: list[tuple[str, Severity, float]]) -> WindowReport:
@@ -112,16 +111,6 @@ def test_what_is_not_an_alert_event_is_refused(change: dict, reason: str) -> Non
 
 
 # -- the forwarder on the real broker and a real Alertmanager --------------------------------------
-def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.25)
-
 
 def am_alerts(base: str, model: str) -> list[dict[str, Any]]:
     """Active alerts of `model` in the Alertmanager at `base` (none when it does not answer)."""

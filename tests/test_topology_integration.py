@@ -7,7 +7,6 @@ of the same records: identical numbers, not close ones.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from support.kafka import (
     BOOTSTRAP,
     Setup,
+    alerts_in,
     history,
     last_checkpoint,
     produce,
@@ -70,14 +70,8 @@ def test_one_model_spread_over_partitions_and_workers_gives_the_replay_windows(
                          "six drift_window_records points")
     assert sorted(v for x in samples for v in x["values"]) == [350] * 6
     # Each alert fired once: the same events as replay's, not once per partition.
-    fired = [a for a in json_lines(four.alerts) if a["status"] == "firing"]
+    fired = [a for a in alerts_in(four.alerts) if a["status"] == "firing"]
     assert fired and len({a["alert_id"] for a in fired}) == len(fired)
-
-
-def json_lines(topic: str) -> list[dict[str, Any]]:
-    from support.kafka import read_topic
-
-    return [json.loads(m.value) for m in read_topic(topic)]
 
 
 def test_a_checkpoint_of_a_deleted_and_recreated_topic_is_ignored(

@@ -73,24 +73,23 @@ class OwnServers:
                            env=self.env, capture_output=True, timeout=120)
 
 
+def _own(tmp_path_factory: pytest.TempPathFactory, which: str) -> Iterator[OwnServers]:
+    servers = OwnServers(tmp_path_factory.mktemp(f"own-{which}"))
+    try:
+        servers.up(which)
+        yield servers
+    finally:
+        servers.close()
+
+
 @pytest.fixture(scope="module")
 def own_kafka(services: None, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[OwnServers]:
     """A broker of this test module's own (shared servers stay untouched)."""
-    servers = OwnServers(tmp_path_factory.mktemp("own-kafka"))
-    try:
-        servers.up("kafka")
-        yield servers
-    finally:
-        servers.close()
+    yield from _own(tmp_path_factory, "kafka")
 
 
 @pytest.fixture(scope="module")
 def own_vm(services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnServers]:
     """A VictoriaMetrics of this test module's own."""
-    servers = OwnServers(tmp_path_factory.mktemp("own-vm"))
-    try:
-        servers.up("vm")
-        yield servers
-    finally:
-        servers.close()
+    yield from _own(tmp_path_factory, "vm")
