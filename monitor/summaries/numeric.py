@@ -22,22 +22,6 @@ from monitor.ingest import native_decode
 from monitor.ingest.columns import NumericColumn
 from monitor.summaries import exact
 
-NATIVE_BINS_FROM = 64  # values: fewer are binned by numpy (the call costs more than it saves)
-
-
-def bin_index(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """`np.searchsorted(edges, values, side="right")` of values that are not NaN: by the
-    compiled module where it is installed (numpy's binary search mispredicts its branches on
-    unsorted values: 4x slower here).
-
-    >>> bin_index(np.array([0.0, 1.0, 1.0, 2.0]), np.array([-1.0, 0.0, 1.0, 1.5, 2.0, 9.0])).tolist()
-    [0, 1, 3, 3, 4, 4]
-    """
-    if native_decode.available() and len(values) >= NATIVE_BINS_FROM and len(edges) < 65_535:
-        found = native_decode.drift_native.bins(edges, np.ascontiguousarray(values))
-        return np.frombuffer(found, dtype=np.uint16).astype(np.intp)
-    return np.searchsorted(edges, values, side="right")
-
 
 class NumericSummary:
     """Sufficient statistics of a numeric feature.
@@ -148,16 +132,14 @@ class NumericSummary:
             self._histogram_update(finite, z)
 
     def _histogram_update(self, finite: np.ndarray, z: np.ndarray) -> None:
-        h = self.histogram
-        if native_decode.available() and len(self.edges) < 65_535 and h.dtype == np.int64 \
-                and h.flags.c_contiguous and h.flags.writeable:
+        if native_decode.available() and len(self.edges) < 65_535:
             below, above = native_decode.drift_native.histogram(
-                self.edges, np.ascontiguousarray(finite), np.ascontiguousarray(z), h)
+                self.edges, np.ascontiguousarray(finite), np.ascontiguousarray(z), self.histogram)
             self.below_s1 += below
             self.above_s1 += above
             return
         last = len(self.edges) - 1
-        index = bin_index(self.edges, finite)
+        index = np.searchsorted(self.edges, finite, side="right")
         index[finite == self.edges[-1]] = last  # the training max belongs to the last bin
         self.histogram += np.bincount(index, minlength=last + 2)
         if index.min() == 0:

@@ -361,27 +361,6 @@ fn split_lines<'py>(py: Python<'py>, buffer: Bound<'py, PyBytes>, start: usize, 
     (bytes(py, &spans), i)
 }
 
-/// `numpy.searchsorted(edges, values, side="right")` for sorted `edges` (at most 65,535) and
-/// values that are not NaN: per value, how many edges are at or below it (a branchless binary
-/// search: numpy's branches mispredict on unsorted values). Native uint16 bytes.
-#[pyfunction]
-fn bins<'py>(py: Python<'py>, edges: PyBuffer<f64>, values: PyBuffer<f64>)
-             -> PyResult<Bound<'py, PyBytes>> {
-    let (Some(e), Some(v)) = (edges.as_slice(py), values.as_slice(py)) else {
-        return Err(pyo3::exceptions::PyValueError::new_err("arrays must be contiguous"));
-    };
-    if e.len() > u16::MAX as usize {
-        return Err(pyo3::exceptions::PyValueError::new_err("too many edges"));
-    }
-    // ReadOnlyCell<f64> is a transparent f64 read while the caller holds the arrays
-    let e: &[f64] = unsafe { std::slice::from_raw_parts(e.as_ptr() as *const f64, e.len()) };
-    let v: &[f64] = unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f64, v.len()) };
-    PyBytes::new_with(py, 2 * v.len(), |out| {
-        at_or_below(e, v, out);
-        Ok(())
-    })
-}
-
 /// A fixed-edge histogram update, `NumericSummary._histogram_update` in one call: adds each
 /// finite value's bin to `counts` (len(edges) + 1 bins; the training max, `edges[-1]`, belongs
 /// to the last interior bin) and returns the sums of the quanta `z` below the first edge and
@@ -487,7 +466,6 @@ fn drift_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
     m.add_function(wrap_pyfunction!(space_code_points, m)?)?;
     m.add_function(wrap_pyfunction!(split_lines, m)?)?;
-    m.add_function(wrap_pyfunction!(bins, m)?)?;
     m.add_function(wrap_pyfunction!(histogram, m)?)?;
     m.add_function(wrap_pyfunction!(measure, m)?)?;
     m.add_function(wrap_pyfunction!(parse_iso, m)?)?;
