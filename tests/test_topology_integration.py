@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 WINDOW = 10.0
 
 
-def all_reports(setup: Setup, expected: int, timeout: float = 90) -> list[dict[str, Any]]:
+def all_reports(setup: Setup, expected: int, timeout: float = 180) -> list[dict[str, Any]]:
     return wait_until(lambda: (r := reports_in(setup.reports)) and len(r) >= expected and r,
                       timeout, f"{expected} window reports on {setup.reports}")
 
@@ -72,6 +72,19 @@ def test_one_model_spread_over_partitions_and_workers_gives_the_replay_windows(
     # Each alert fired once: the same events as replay's, not once per partition.
     fired = [a for a in alerts_in(four.alerts) if a["status"] == "firing"]
     assert fired and len({a["alert_id"] for a in fired}) == len(fired)
+
+
+def test_batches_smaller_than_a_fetch_while_partitions_load_count_every_record_once(
+        setup: Setup, make_profile: Callable[[str, Path], Path]) -> None:
+    """A fetch brings more records than one batch, and partitions are loaded while batches are
+    taken and folded: a batch fetched before its partition's load is dropped and read again,
+    and no batch taken after it is folded first (which would skip the dropped records)."""
+    make_profile(setup.model, setup.profiles)
+    messages = history(setup.model, windows=4, per_window=400, seed=13)
+    expected = replayed(setup.profiles, messages, setup.env(**overrides()))
+    produce_spread(setup.predictions, messages, 4, seed=14)
+    setup.worker("small-batches", **overrides(), DRIFT_MONITOR_BATCH_SIZE="40")
+    assert all_reports(setup, len(expected)) == expected
 
 
 def test_a_checkpoint_of_a_deleted_and_recreated_topic_is_ignored(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -44,7 +45,7 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
     send_dead_letters: SendDeadLetters | None
     slots: dict[int, Slot]
     unloaded: dict[int, int]  # assigned partitions whose load failed -> generation
-    fetched: set[int]
+    fetched: Counter[int]
     backoff: Backoff
     hold_after_gap: float
     commit_interval: float
@@ -180,6 +181,10 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         generation = self.generation()
         consumer = self.consumer
+        if consumer is not None and assigned:
+            # Nothing is fetched for a partition before its checkpoint is loaded and the
+            # position set from it: records fetched before would be read twice.
+            consumer.pause(*assigned)
         for tp in sorted(assigned, key=lambda t: t.partition):
             parked = self._parked.pop(tp.partition, None)
             if parked is not None and parked[1] + 1 == generation:
@@ -189,6 +194,7 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
                 self.slots[tp.partition] = slot
                 if consumer is not None:
                     consumer.seek(tp, slot.processor.offset + 1)
+                    consumer.resume(tp)
                 continue
             await self._try_load(tp, generation)
         self._parked.clear()

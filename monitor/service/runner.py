@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -77,7 +78,7 @@ class StageRunner(Partitions):
         self.slots: dict[int, Slot] = {}
         self.unloaded: dict[int, int] = {}  # assigned partitions whose load failed -> generation
         self.consumer: AIOKafkaConsumer | None = None
-        self.fetched: set[int] = set()
+        self.fetched: Counter[int] = Counter()  # partitions of fetched batches not folded yet
         self.checkpoint_bytes = 0  # size of the last checkpoint written
         self.fenced = 0  # checkpoints refused because the partition was no longer ours
         self.backoff = Backoff(*KAFKA_BACKOFF_SECONDS)  # Kafka writes (checkpoints, deliveries)
@@ -91,25 +92,58 @@ class StageRunner(Partitions):
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> None:
+        """Fetch and fold in a pipeline: while one fetch's batches are folded (in the CPU thread)
+        and their checkpoints and deliveries awaited, the next fetch is read and unpacked.
+        Batches are folded in fetch order, one fetch at a time."""
         consumer = self.consumer = AIOKafkaConsumer(**self.consumer_config)
         consumer.subscribe([self.topic], listener=self)
         await consumer.start()
+        folding: asyncio.Task[None] | None = None
         try:
             while not self.stopping:
                 self._fetch += 1
                 fetch = self._fetch
-                batches = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
-                self.fetched = {tp.partition for tp in batches}
-                for tp, records in batches.items():
-                    await self._batch(tp.partition, records, fetch)
-                    self.fetched.discard(tp.partition)
-                await self.commit()
+                batches = self._usable(
+                    await consumer.getmany(timeout_ms=500, max_records=self.batch_size), fetch)
+                self.fetched.update(tp.partition for tp in batches)
+                if folding is not None:
+                    await folding
+                folding = asyncio.create_task(self._fold(batches, fetch))
+            if folding is not None:
+                await folding
         finally:
+            if folding is not None and not folding.done():
+                await asyncio.wait([folding])
             self.consumer = None
             try:  # leaving the group needs the broker: not forever
                 await asyncio.wait_for(consumer.stop(), CLOSE_SECONDS)
             except (TimeoutError, KafkaError) as exc:
                 log.warning("%s: consumer stopped without leaving its group: %r", self.name, exc)
+
+    def _usable(self, batches: dict[TopicPartition, list[Any]],
+                fetch: int) -> dict[TopicPartition, list[Any]]:
+        """The batches of loaded partitions fetched from the position their load set. Decided
+        when the fetch returns, before the next one: a batch fetched before its partition was
+        (re)assigned and seeked (or while it was) is dropped and the partition seeked back to
+        its processor's position, so nothing after it has been taken yet."""
+        usable = {}
+        for tp, records in batches.items():
+            slot = self.slots.get(tp.partition)
+            if slot is None:
+                continue  # revoked meanwhile (the new owner reads these), or not loaded yet
+            if fetch < slot.valid_from:
+                self.stale_batches += 1
+                if self.consumer is not None:
+                    self.consumer.seek(tp, slot.processor.offset + 1)
+                continue
+            usable[tp] = records
+        return usable
+
+    async def _fold(self, batches: dict[TopicPartition, list[Any]], fetch: int) -> None:
+        for tp, records in batches.items():
+            await self._batch(tp.partition, records, fetch)
+            self.fetched -= Counter((tp.partition,))  # (drops the partition at 0)
+        await self.commit()
 
     async def _batch(self, partition: int, records: list[Any], fetch: int) -> None:
         slot = self.slots.get(partition)
@@ -119,12 +153,9 @@ class StageRunner(Partitions):
             if self.slots.get(partition) is not slot or self.stopping:
                 return  # revoked, or stopping: these records are read again after a restart
             if fetch < slot.valid_from:
-                # Fetched before this partition was (re)assigned and seeked: using these would
-                # skip records. Read again from the processor's position instead.
+                # The partition was (re)assigned and seeked after this batch was fetched: the
+                # seek governs (later fetches read from there), this batch is not used.
                 self.stale_batches += 1
-                if self.consumer is not None:
-                    self.consumer.seek(TopicPartition(self.topic, partition),
-                                       slot.processor.offset + 1)
                 return
             step = await self._cpu(slot.processor.process, records, time.time())
             slot.unsaved = True

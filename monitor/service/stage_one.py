@@ -12,10 +12,12 @@ counts ride along with the next checkpoint.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from monitor.ingest.records import ModelKey, parse_messages
@@ -29,6 +31,7 @@ from monitor.stream.messages import encode as encode_message
 KEEPALIVE_SECONDS = 10.0  # progress is sent at least this often, changed or not
 TOO_LARGE_KEPT_BYTES = 64 * 1024  # of a message too large, what the dead letter carries
 PARSE_SLICE_BYTES = 4 << 20  # messages parsed (then folded) together, at most
+_VALUE, _OFFSET = attrgetter("value"), attrgetter("offset")
 
 
 @dataclass
@@ -76,36 +79,52 @@ class FoldProcessor:
 
     # -- decisions ------------------------------------------------------------------------------
     def process(self, records: list[Any], wall: float) -> Step:
-        fresh = [r for r in records if r.offset > self.folder.offset]
+        fresh = self._fresh(records)
         if not fresh:
             return Step()
+        raws = list(map(_VALUE, fresh))
+        if set(map(type, raws)) != {bytes}:
+            raws = [_raw(v) for v in raws]
+        sizes = list(map(len, raws))
         letters: list[DeadLetter] = []
-        accepted: list[tuple[Any, bytes]] = []
-        for record in fresh:
-            raw = _raw(record.value)
-            if len(raw) > self.max_message_bytes:
-                letters.append(DeadLetter(
-                    record, f"message too large: {len(raw)} bytes, more than the "
-                    f"{self.max_message_bytes} of DRIFT_MONITOR_MAX_MESSAGE_BYTES (not parsed; "
-                    f"its first {TOO_LARGE_KEPT_BYTES} bytes here)",
-                    raw[:TOO_LARGE_KEPT_BYTES], None, size=len(raw)))
-            else:
-                accepted.append((record, raw))
-        self.session["records_too_large"] += len(letters)
-        self.session["invalid_records"] += len(letters)
-        for part in _slices(accepted, PARSE_SLICE_BYTES):
-            letters += self._fold([r for r, _ in part], [raw for _, raw in part], wall)
+        if max(sizes) > self.max_message_bytes:
+            letters = self._too_large(fresh, raws, sizes)
+            kept = [i for i, n in enumerate(sizes) if n <= self.max_message_bytes]
+            fresh, raws, sizes = ([fresh[i] for i in kept], [raws[i] for i in kept],
+                                  [sizes[i] for i in kept])
+        for start, end in _slices(sizes, PARSE_SLICE_BYTES):
+            letters += self._fold(fresh[start:end], raws[start:end], wall)
         # Every fresh offset is done with, including those of dead letters.
-        self.folder.offset = max(self.folder.offset, fresh[-1].offset)
+        self.folder.offset = max(self.folder.offset, records[-1].offset)
         self._wall, self._caught_up = wall, False
         return Step(dead_letters=letters, urgent=self._urgent())
+
+    def _fresh(self, records: list[Any]) -> list[Any]:
+        """The records after the checkpoint's offset (a partition's records come in offset
+        order, so they are a tail of the batch)."""
+        done = self.folder.offset
+        if not records or records[0].offset > done:
+            return records
+        return records[bisect.bisect_right(list(map(_OFFSET, records)), done):]
+
+    def _too_large(self, records: list[Any], raws: list[bytes],
+                   sizes: list[int]) -> list[DeadLetter]:
+        letters = [DeadLetter(
+            record, f"message too large: {size} bytes, more than the {self.max_message_bytes} "
+            f"of DRIFT_MONITOR_MAX_MESSAGE_BYTES (not parsed; its first {TOO_LARGE_KEPT_BYTES} "
+            f"bytes here)", raw[:TOO_LARGE_KEPT_BYTES], None, size=size)
+            for record, raw, size in zip(records, raws, sizes, strict=True)
+            if size > self.max_message_bytes]
+        self.session["records_too_large"] += len(letters)
+        self.session["invalid_records"] += len(letters)
+        return letters
 
     def _fold(self, records: list[Any], raws: list[bytes], wall: float) -> list[DeadLetter]:
         profiles = self.folder.profiles
         batch = parse_messages(raws, profiles.decoder() if isinstance(profiles, ProfileStore)
                                else None)
         late_before = sum(self.folder.counts.late.values())
-        refused = self.folder.fold(batch, [r.offset for r in records], wall)
+        refused = self.folder.fold(batch, list(map(_OFFSET, records)), wall)
         self.session["records_processed"] += batch.valid_count - len(refused)
         self.session["invalid_records"] += len(batch.invalid) + len(refused)
         self.session["late_records"] += sum(self.folder.counts.late.values()) - late_before
@@ -197,20 +216,26 @@ def _raw(value: Any) -> bytes:
     return value if isinstance(value, bytes) else b"" if value is None else bytes(value)
 
 
-def _slices(items: list[tuple[Any, bytes]], limit: int) -> list[list[tuple[Any, bytes]]]:
-    """Consecutive runs of `items` whose bytes add up to at most `limit` (at least one each).
+def _slices(sizes: list[int], limit: int) -> list[tuple[int, int]]:
+    """(start, end) of consecutive runs of items whose `sizes` add up to at most `limit` (at
+    least one item each).
 
-    >>> [len(s) for s in _slices([(i, b"x" * 4) for i in range(5)], 8)]
-    [2, 2, 1]
+    >>> _slices([4] * 5, 8)
+    [(0, 2), (2, 4), (4, 5)]
+    >>> _slices([3, 20, 1], 8), _slices([], 8)
+    ([(0, 1), (1, 2), (2, 3)], [])
     """
-    out: list[list[tuple[Any, bytes]]] = []
-    size = limit + 1
-    for item in items:
-        if size + len(item[1]) > limit and (not out or out[-1]):
-            out.append([])
-            size = 0
-        out[-1].append(item)
-        size += len(item[1])
+    total = sum(sizes)
+    if total <= limit:
+        return [(0, len(sizes))] if sizes else []
+    out: list[tuple[int, int]] = []
+    start, size = 0, 0
+    for i, n in enumerate(sizes):
+        if size + n > limit and i > start:
+            out.append((start, i))
+            start, size = i, 0
+        size += n
+    out.append((start, len(sizes)))
     return out
 
 

@@ -373,17 +373,36 @@ class Setup:
         return worker.start(ready)
 
 
+def _stop_workers(request: pytest.FixtureRequest, setups: list[Setup]) -> None:
+    """Stop every worker; when the test failed, print their logs (shown with the failure)."""
+    report = getattr(request.node, "rep_call", None)
+    failed = report is not None and report.failed
+    for s in setups:
+        for worker in s.workers:
+            worker.stop()
+            if failed:
+                print(f"\n--- {worker.log_path.name} ({s.tag}) ---\n{worker.digest()}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+
+
 @pytest.fixture
-def setup(services: None, tmp_path: Path) -> Iterator[Setup]:
+def setup(services: None, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Setup]:
     s = Setup(tmp_path)
     yield s
-    for worker in s.workers:
-        worker.stop()
+    _stop_workers(request, [s])
     s.delete_topics()
 
 
 @pytest.fixture
-def make_setup(services: None, tmp_path: Path) -> Iterator[Callable[[int], Setup]]:
+def make_setup(services: None, tmp_path: Path,
+               request: pytest.FixtureRequest) -> Iterator[Callable[[int], Setup]]:
     """Setups of their own (topics, group, profiles), as many as a test needs (keyword
     arguments go to `Setup`: another broker, no predictions topic yet...)."""
     made: list[Setup] = []
@@ -395,7 +414,6 @@ def make_setup(services: None, tmp_path: Path) -> Iterator[Callable[[int], Setup
         return made[-1]
 
     yield make
+    _stop_workers(request, made)
     for s in made:
-        for worker in s.workers:
-            worker.stop()
         s.delete_topics()
