@@ -74,7 +74,7 @@ def test_small_batches_rebalances_kills_and_stops_with_bad_messages_mixed_in(
         make_setup: Callable[..., Setup], make_profile: Callable[[str, Path], Path]) -> None:
     setup = make_setup(6)
     make_profile(setup.model, setup.profiles)
-    sent, replay_input, bad = mixed(history(setup.model, windows=8, per_window=300, seed=71,
+    sent, replay_input, bad = mixed(history(setup.model, windows=8, per_window=200, seed=71,
                                             drift_from=5), seed=72)
     expected = replayed(setup.profiles, replay_input, setup.env(**env()))
     workers = [setup.worker(f"w{i}", **env()) for i in range(3)]
@@ -93,7 +93,7 @@ def test_small_batches_rebalances_kills_and_stops_with_bad_messages_mixed_in(
         for i, value in enumerate(sent):
             if i in events:
                 events.pop(i)()
-            wait = started + i / 150 - time.monotonic()
+            wait = started + i / 200 - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             futures.append(producer.send(setup.predictions, value, key=b"k" if value is None
