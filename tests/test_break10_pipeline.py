@@ -25,7 +25,7 @@ from support.kafka import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 MAX_BYTES = 2000
 
@@ -106,7 +106,7 @@ def test_small_batches_rebalances_kills_and_stops_with_bad_messages_mixed_in(
     bad_coords = {(futures[i].get().partition, futures[i].get().offset) for i in bad}
     assert len(coords) == len(sent)
     reports = wait_until(lambda: (r := reports_in(setup.reports)) and len(r) >= len(expected)
-                         and r, 90, f"{len(expected)} window reports")
+                         and r, 180, f"{len(expected)} window reports")
     assert reports == expected
 
     def letters() -> set[tuple[int, int]]:
