@@ -21,7 +21,7 @@ from support.kafka import (
     history,
     read_topic,
     replayed,
-    reports_in,
+    wait_for_reports,
     wait_until,
 )
 
@@ -105,9 +105,7 @@ def test_small_batches_rebalances_kills_and_stops_with_bad_messages_mixed_in(
     coords = {(f.get().partition, f.get().offset) for f in futures}
     bad_coords = {(futures[i].get().partition, futures[i].get().offset) for i in bad}
     assert len(coords) == len(sent)
-    reports = wait_until(lambda: (r := reports_in(setup.reports)) and len(r) >= len(expected)
-                         and r, 180, f"{len(expected)} window reports")
-    assert reports == expected
+    assert wait_for_reports(setup, len(expected)) == expected
 
     def letters() -> set[tuple[int, int]]:
         return {(int(dict(m.headers)["source_partition"]), int(dict(m.headers)["source_offset"]))

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from kafka import KafkaProducer
-from support.kafka import Setup, history, produce, read_topic, reports_in, wait_until
+from support.kafka import Setup, history, produce, read_topic, wait_for_reports, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -48,7 +48,7 @@ def test_messages_at_and_above_the_limit_and_huge_strings_are_all_accounted_for(
     produce(setup.predictions, rest[:50] + odd + rest[50:], key=None)
     worker = setup.worker("odd", DRIFT_MONITOR_MAX_MESSAGE_BYTES=str(LIMIT),
                           DRIFT_MONITOR_WINDOW_SECONDS="10", DRIFT_MONITOR_IDLE_SECONDS="2")
-    [report] = wait_until(lambda: reports_in(setup.reports), 90, "the window report")
+    [report] = wait_for_reports(setup, 1, timeout=90)
     letters = wait_until(lambda: read_topic(setup.dlq), 30, "dead letters")
     reasons = {int(dict(m.headers)["source_offset"].decode()) if "source_offset" in dict(m.headers)
                else -1: dict(m.headers)["reason"].decode()[:200] for m in letters}
@@ -87,7 +87,7 @@ def test_an_invalid_message_the_dead_letter_topic_cannot_take_does_not_wedge_the
     extra = {"DRIFT_MONITOR_MAX_MESSAGE_BYTES": worker_limit} if worker_limit else {}
     worker = setup.worker("poisoned", DRIFT_MONITOR_WINDOW_SECONDS="10",
                           DRIFT_MONITOR_IDLE_SECONDS="2", **extra)
-    got = wait_until(lambda: len(r := reports_in(setup.reports)) >= 2 and r, 60, "both windows")
+    got = wait_for_reports(setup, 2, timeout=60)
     assert [r["records"] for r in got] == [200, 200]
     [letter] = wait_until(lambda: read_topic(setup.dlq), 30, "the dead letter")
     headers = {k: v.decode() for k, v in letter.headers}

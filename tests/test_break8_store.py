@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.kafka import Setup, history, produce, reports_in, vm_export, wait_until
+from support.kafka import Setup, history, produce, vm_export, wait_for_reports, wait_until
 from support.servers import OwnServers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -29,7 +29,7 @@ def test_an_outbox_overflow_is_counted_and_what_it_kept_survives_a_kill(
     own_vm.down("vm")
     worker = setup.worker("overflowing", **ENV)
     produce(setup.predictions, history(setup.model, windows=5, per_window=200, seed=3), key=None)
-    wait_until(lambda: len(reports_in(setup.reports)) >= 5, 60, "five windows reported")
+    wait_for_reports(setup, 5, timeout=60)
     m = wait_until(lambda: (m := worker.metrics())["metric_points_dropped"] >= 12 and m, 30,
                    "points dropped")
     assert m["metric_points_buffered"] == BUFFER

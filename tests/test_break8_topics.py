@@ -13,7 +13,7 @@ from support.kafka import (
     history,
     produce_spread,
     replayed,
-    reports_in,
+    wait_for_reports,
     wait_until,
 )
 
@@ -35,7 +35,7 @@ def test_partitions_added_while_running_are_loaded_read_and_checkpointed(
     expected = replayed(setup.profiles, messages, setup.env(**ENV))
     produce_spread(setup.predictions, messages[:400], 2, seed=1)
     worker = setup.worker("growing", **ENV)
-    wait_until(lambda: len(reports_in(setup.reports)) >= 2, 60, "the first two windows")
+    wait_for_reports(setup, 2, timeout=60)
     admin = KafkaAdminClient(bootstrap_servers=setup.bootstrap)
     try:
         admin.create_partitions({setup.predictions: NewPartitions(4)})
@@ -45,8 +45,7 @@ def test_partitions_added_while_running_are_loaded_read_and_checkpointed(
     wait_until(lambda: worker.metrics()["partitions_assigned"] == 6
                and worker.http("/ready")[0] == 200, 60, "the new partitions assigned, loaded")
     produce_spread(setup.predictions, messages[400:], 4, seed=2)
-    got = wait_until(lambda: len(r := reports_in(setup.reports)) >= 4 and r, 60,
-                     "the last two windows")
+    got = wait_for_reports(setup, 4, timeout=60)
     assert got == expected
     m = wait_until(lambda: (m := worker.metrics())["consumer_lag"] == 0 and m, 30, "no lag")
     assert m["records_processed"] == 800
@@ -65,7 +64,7 @@ def test_a_predictions_topic_deleted_and_created_again_stops_the_worker_and_lose
     produce_spread(setup.predictions, history(setup.model, windows=2, per_window=200, seed=1),
                    2, seed=1)
     worker = setup.worker("deleted-under", **ENV)
-    wait_until(lambda: len(reports_in(setup.reports)) >= 2, 60, "the old topic's windows")
+    wait_for_reports(setup, 2, timeout=60)
     admin = KafkaAdminClient(bootstrap_servers=setup.bootstrap)
     try:
         admin.delete_topics([setup.predictions])
@@ -83,8 +82,7 @@ def test_a_predictions_topic_deleted_and_created_again_stops_the_worker_and_lose
                       "the worker to stop") == 1
     assert "was deleted and created again while the worker ran" in worker.log()
     after = setup.worker("after-recreate", **ENV)
-    got = wait_until(lambda: len(r := reports_in(setup.reports)) >= 4 and r, 60,
-                     "the new topic's windows")
+    got = wait_for_reports(setup, 4, timeout=60)
     assert [r["records"] for r in got[2:]] == [200, 200]
     m = wait_until(lambda: (m := after.metrics())["consumer_lag"] == 0 and m, 30, "no lag")
     assert m["records_processed"] == 400

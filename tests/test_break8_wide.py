@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.kafka import Setup, produce, reports_in, wait_until
+from support.kafka import Setup, produce, wait_for_reports
 
 from monitor.profile.build import BuildOptions, build_profile
 
@@ -44,7 +44,7 @@ def test_a_model_with_thousands_of_features_gets_its_windows_evaluated(
     produce(setup.predictions, messages, key=None)
     worker = setup.worker("wide-model", DRIFT_MONITOR_WINDOW_SECONDS="10",
                           DRIFT_MONITOR_IDLE_SECONDS="2")
-    [report] = wait_until(lambda: reports_in(setup.reports), 90, "the window report")
+    [report] = wait_for_reports(setup, 1, timeout=90)
     assert report["records"] == 120
     m = worker.metrics()
     assert m["kafka_failures"] == 0 and m["windows_evaluated"] == 1

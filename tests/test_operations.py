@@ -24,7 +24,7 @@ from support.kafka import (
     history,
     produce,
     read_topic,
-    reports_in,
+    wait_for_reports,
     wait_until,
 )
 
@@ -35,11 +35,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 WINDOW = 10.0
 SETTINGS = {"DRIFT_MONITOR_WINDOW_SECONDS": str(WINDOW), "DRIFT_MONITOR_IDLE_SECONDS": "2"}
-
-
-def reports(setup: Setup, expected: int, timeout: float = 60) -> list[dict[str, Any]]:
-    return wait_until(lambda: (r := reports_in(setup.reports)) and len(r) >= expected and r,
-                      timeout, f"{expected} window reports")
 
 
 def test_a_worker_started_before_its_topic_waits_for_it_not_ready_and_stoppable(
@@ -58,7 +53,7 @@ def test_a_worker_started_before_its_topic_waits_for_it_not_ready_and_stoppable(
     setup.create_predictions()
     produce(setup.predictions, history(setup.model, windows=2, per_window=120, seed=81),
             key=None)
-    assert [r["records"] for r in reports(setup, 2)] == [120, 120]
+    assert [r["records"] for r in wait_for_reports(setup, 2, timeout=60)] == [120, 120]
     worker.wait_for(f"predictions topic {setup.predictions} found after", 10)
     assert len(re.findall(waiting, worker.log())) == 1  # said once a minute, not per look
     wait_until(lambda: worker.http("/ready")[0] == 200, 30, "/ready once the topic exists")
@@ -72,7 +67,7 @@ def test_probes_and_metrics_over_http(
     messages = history(setup.model, windows=3, per_window=200, seed=91, drift_from=2)
     produce(setup.predictions, messages + [b"{not json", b'{"model": "x"}'], key=None)
     worker = setup.worker("probed", **SETTINGS)
-    assert [r["records"] for r in reports(setup, 3)] == [200, 200, 200]
+    assert [r["records"] for r in wait_for_reports(setup, 3, timeout=60)] == [200, 200, 200]
     wait_until(lambda: worker.http("/ready")[0] == 200, 30, "/ready")
     assert worker.http("/ready")[1] == "ready\n"
     assert worker.http("/healthz") == (200, "ok\n")
@@ -152,7 +147,7 @@ def test_a_message_above_the_size_limit_is_a_dead_letter_never_parsed(
     assert len(big) > 200_000
     produce(setup.predictions, normal[:75] + [big] + normal[75:], key=None)
     worker = setup.worker("limited", DRIFT_MONITOR_MAX_MESSAGE_BYTES="100000", **SETTINGS)
-    assert [r["records"] for r in reports(setup, 1)] == [150]
+    assert [r["records"] for r in wait_for_reports(setup, 1, timeout=60)] == [150]
     letters = wait_until(lambda: read_topic(setup.dlq), 30, "the dead letter")
     assert len(letters) == 1
     headers = {k: v.decode() for k, v in letters[0].headers}
@@ -176,7 +171,7 @@ def test_records_with_ten_thousand_unknown_feature_keys_keep_the_state_bounded(
         messages.append(orjson.dumps(record))
     produce(setup.predictions, messages, key=None)
     worker = setup.worker("wide", **SETTINGS)
-    [report] = reports(setup, 1, timeout=120)
+    [report] = wait_for_reports(setup, 1, timeout=120)
     assert report["records"] == 200
     assert len(report["unexpected_features"]) <= 100
     assert report["dropped_values"] == 200 * 10_000

@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support.kafka import (
@@ -21,8 +20,8 @@ from support.kafka import (
     produce,
     produce_spread,
     replayed,
-    reports_in,
     vm_export,
+    wait_for_reports,
     wait_until,
 )
 from support.servers import OwnServers
@@ -35,12 +34,6 @@ WINDOW = 10.0
 def settings() -> dict[str, str]:
     return {"DRIFT_MONITOR_WINDOW_SECONDS": str(WINDOW), "DRIFT_MONITOR_IDLE_SECONDS": "5",
             "DRIFT_MONITOR_CHECKPOINT_INTERVAL_SECONDS": "1"}
-
-
-def all_reports(setup: Setup, expected: int, timeout: float) -> list[dict[str, Any]]:
-    return wait_until(
-        lambda: (r := reports_in(setup.reports, setup.bootstrap)) and len(r) >= expected and r,
-        timeout, f"{expected} window reports on {setup.reports}")
 
 
 def metric(worker: Worker, name: str) -> float | None:
@@ -97,7 +90,7 @@ def test_a_broker_stopped_and_started_mid_stream_loses_and_doubles_nothing(
     own_kafka.up("kafka")
     producer.join(120)
     assert not producer.is_alive()
-    assert all_reports(setup, len(expected), timeout=120) == expected
+    assert wait_for_reports(setup, len(expected), timeout=120) == expected
     assert worker.proc is not None and worker.proc.poll() is None and worker.proc.pid == pid
     worker.wait_for("Kafka broker reachable again", 30)
     wait_until(lambda: worker.http("/ready")[0] == 200, 30, "/ready after the outage")
@@ -115,13 +108,13 @@ def test_a_metrics_store_down_while_windows_close_gets_every_point_afterwards(
     worker = setup.worker("store", **env)
     first = history(setup.model, windows=2, per_window=200, seed=71)
     produce(setup.predictions, first, key=None)
-    all_reports(setup, 2, timeout=60)
+    wait_for_reports(setup, 2, timeout=60)
     wait_until(lambda: len(vm_export("drift_window_records", setup.vm, model=setup.model)) > 0,
                30, "the first windows' points in the store")
     own_vm.down("vm")
     second = history(setup.model, windows=3, per_window=250, seed=72, first=2)
     produce(setup.predictions, second, key=None)
-    all_reports(setup, 5, timeout=60)  # windows close and are reported while the store is down
+    wait_for_reports(setup, 5, timeout=60)  # windows close and are reported while the store is down
     worker.wait_for("points wait in the outbox", 30)
     held = wait_until(lambda: (m := worker.metrics()).get("metrics_store_up") == 0
                       and m.get("metric_points_buffered", 0) > 0 and m, 30,

@@ -11,7 +11,6 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -27,17 +26,13 @@ from support.kafka import (
     replayed,
     reports_in,
     vm_export,
+    wait_for_reports,
     wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 WINDOW = 10.0
-
-
-def all_reports(setup: Setup, expected: int, timeout: float = 180) -> list[dict[str, Any]]:
-    return wait_until(lambda: (r := reports_in(setup.reports)) and len(r) >= expected and r,
-                      timeout, f"{expected} window reports on {setup.reports}")
 
 
 def overrides() -> dict[str, str]:
@@ -60,8 +55,8 @@ def test_one_model_spread_over_partitions_and_workers_gives_the_replay_windows(
     one.worker("single", **overrides(), DRIFT_MONITOR_INFLUX_URL="")  # points: `four` only
     four.worker("a", **overrides())
     four.worker("b", **overrides())
-    through_one = all_reports(one, len(expected))
-    through_four = all_reports(four, len(expected))
+    through_one = wait_for_reports(one, len(expected))
+    through_four = wait_for_reports(four, len(expected))
     assert through_one == expected
     assert through_four == expected
     # One point per window in the store, with the window's whole count (not a partition's).
@@ -84,7 +79,7 @@ def test_batches_smaller_than_a_fetch_while_partitions_load_count_every_record_o
     expected = replayed(setup.profiles, messages, setup.env(**overrides()))
     produce_spread(setup.predictions, messages, 4, seed=14)
     setup.worker("small-batches", **overrides(), DRIFT_MONITOR_BATCH_SIZE="40")
-    assert all_reports(setup, len(expected)) == expected
+    assert wait_for_reports(setup, len(expected)) == expected
 
 
 def test_a_checkpoint_of_a_deleted_and_recreated_topic_is_ignored(
@@ -93,7 +88,7 @@ def test_a_checkpoint_of_a_deleted_and_recreated_topic_is_ignored(
     first = history(setup.model, windows=3, per_window=200, seed=21)
     produce(setup.predictions, first, key=None)
     worker = setup.worker("before", **overrides())
-    all_reports(setup, 3)
+    wait_for_reports(setup, 3)
     assert worker.stop() == 0
     old_id = topic_id(setup.predictions)
     admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
@@ -118,7 +113,7 @@ def test_a_checkpoint_of_a_deleted_and_recreated_topic_is_ignored(
     after = setup.worker("after", **overrides())
     after.wait_for(re.compile(r"ignoring a checkpoint of another stream: topic id \S+ \(saved\) "
                               r"is not \S+ \(now\)"), 30)
-    reports = all_reports(setup, 5)
+    reports = wait_for_reports(setup, 5)
     assert [r["records"] for r in reports] == [200, 200, 200, 150, 150]
 
 
@@ -131,14 +126,14 @@ def test_a_checkpoint_of_another_topic_is_ignored(
         make_profile(a.model, s.profiles)
     produce(a.predictions, history(a.model, windows=2, per_window=200, seed=31), key=None)
     worker = a.worker("a", **overrides())
-    all_reports(a, 2)
+    wait_for_reports(a, 2)
     assert worker.stop() == 0
     produce(b.predictions, history(a.model, windows=2, per_window=120, seed=32), key=None)
     shared = {**overrides(), "DRIFT_MONITOR_STATE_TOPIC": a.state,
               "DRIFT_MONITOR_GROUP": f"it-{a.tag}"}
     other = b.worker("b", **shared)
     other.wait_for(f"topic '{a.predictions}' (saved) is not '{b.predictions}' (now)", 30)
-    assert [r["records"] for r in all_reports(b, 2)] == [120, 120]
+    assert [r["records"] for r in wait_for_reports(b, 2)] == [120, 120]
 
 
 def topic_id(topic: str) -> str:
@@ -158,7 +153,7 @@ def test_metrics_of_a_closed_window_survive_a_kill_while_the_store_is_down(
             key=None)
     down = {**overrides(), "DRIFT_MONITOR_INFLUX_URL": "http://127.0.0.1:9"}  # nothing listens
     worker = setup.worker("store-down", **down)
-    all_reports(setup, 2)
+    wait_for_reports(setup, 2)
     worker.wait_for("points wait in the outbox", 20)
     worker.kill()
     assert not vm_export("drift_window_records", model=setup.model)
@@ -199,7 +194,7 @@ def test_live_rebalance_workers_killed_added_and_restarted_mid_stream(
 
     produce_spread(setup.predictions, messages, 6, seed=52, pace=pace)
     assert done == ["kill", "add", "restart"]
-    assert all_reports(setup, len(expected), timeout=120) == expected
+    assert wait_for_reports(setup, len(expected), timeout=120) == expected
 
 
 def test_a_quiet_partitions_restored_window_closes_after_a_restart(
@@ -216,4 +211,4 @@ def test_a_quiet_partitions_restored_window_closes_after_a_restart(
     assert reports_in(setup.reports) == []
     restarted = setup.worker("after", **overrides())
     restarted.wait_for("partition 2: restored checkpoint at offset 149", 30)
-    assert [r["records"] for r in all_reports(setup, 1, timeout=60)] == [150]
+    assert [r["records"] for r in wait_for_reports(setup, 1, timeout=60)] == [150]

@@ -152,6 +152,13 @@ def reports_in(topic: str, bootstrap: str = BOOTSTRAP) -> list[dict[str, Any]]:
     return [unique[k] for k in sorted(unique)]
 
 
+def wait_for_reports(setup: Setup, expected: int, timeout: float = 180) -> list[dict[str, Any]]:
+    """At least `expected` window reports on the setup's reports topic (`reports_in`)."""
+    return wait_until(lambda: (r := reports_in(setup.reports, setup.bootstrap))
+                      and len(r) >= expected and r, timeout,
+                      f"{expected} window reports on {setup.reports}")
+
+
 def read_topic(topic: str, bootstrap: str = BOOTSTRAP) -> list[Any]:
     """Every message now in `topic` (all partitions, from the beginning)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
