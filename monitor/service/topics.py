@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from monitor.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
+TOPIC_READY_SECONDS = 30.0  # how long a topic just created may take to be described
 MAX_STATE_BYTES = 16 * 1024 * 1024  # state topics' max.message.bytes and the producer's limit
 STATE_CONFIG = {
     "cleanup.policy": "compact",
@@ -58,6 +60,19 @@ def describe(admin: KafkaAdminClient, topic: str) -> TopicInfo | None:
         if name == topic and not entry.get("error_code") and entry.get("partitions"):
             return TopicInfo(topic, str(entry.get("topic_id") or ""), len(entry["partitions"]))
     return None
+
+
+def described_soon(admin: KafkaAdminClient, topic: str,
+                   timeout: float = TOPIC_READY_SECONDS) -> TopicInfo | None:
+    """`describe`, asked again until the brokers describe the topic or `timeout` passes: a
+    topic just created is not described at once (its metadata is still reaching the broker
+    that answers, on a loaded machine for up to seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = describe(admin, topic)
+        if info is not None or time.monotonic() >= deadline:
+            return info
+        time.sleep(0.1)
 
 
 def describe_topic(admin_config: dict[str, Any], topic: str) -> TopicInfo | None:
@@ -94,7 +109,7 @@ def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
             raise TopicMissing(f"predictions topic not found ({predictions})")
         existing = set(admin.list_topics())
         # Stage two's state topic has the partials topic's count (fixed at creation).
-        partials_count = describe(admin, partials)
+        partials_count = described_soon(admin, partials) if partials in existing else None
         stage_two = partials_count.partitions if partials_count else info.partitions
         wanted = [NewTopic(t, info.partitions if i == 0 else stage_two, 1,
                            topic_configs=dict(STATE_CONFIG))
@@ -109,23 +124,27 @@ def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
         wanted += [NewTopic(t, info.partitions, 1,
                             topic_configs={"max.message.bytes": str(MAX_STATE_BYTES)})
                    for t in others if t not in existing]
+        created = set()
         for topic in wanted:
             try:
                 admin.create_topics([topic])
                 log.info("created topic %s (%d partitions)", topic.name, info.partitions)
             except TopicAlreadyExistsError:
                 pass
+            created.add(topic.name)
         # Partitions added to the predictions topic: stage one's state topic grows with it
         # (partition p checkpoints to p). The partials topic keeps its count, so that every
         # model stays routed to the same stage-two partition, and so does its state topic.
-        described = describe(admin, state[0])
+        described = described_soon(admin, state[0]) if state[0] in created else describe(
+            admin, state[0])
         if described is not None and described.partitions < info.partitions:
             admin.create_partitions({state[0]: NewPartitions(info.partitions)})
             log.warning("%s has %d partitions now (was %d): state topic %s grown to match",
                         predictions, info.partitions, described.partitions, state[0])
-        partials_info = describe(admin, partials)
+        partials_info = described_soon(admin, partials)
         if partials_info is None:
-            raise ServiceError(f"cannot describe the partials topic ({partials})")
+            raise ServiceError(f"cannot describe the partials topic ({partials}) "
+                               f"within {TOPIC_READY_SECONDS:.0f} s")
         return Topics(info, partials_info)
     except KafkaError as exc:
         raise ServiceError(f"Kafka admin request failed ({exc})") from None
