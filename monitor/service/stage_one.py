@@ -15,13 +15,16 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
+import numpy as np
+
 from monitor.ingest.records import ModelKey, parse_messages
 from monitor.profile.store import ProfileStore
+from monitor.service.raw_fetch import Fetched, records_of
 from monitor.service.runner import Step
 from monitor.service.state_store import Loaded
 from monitor.stream.folder import PartitionFolder
@@ -78,36 +81,40 @@ class FoldProcessor:
         return self.folder.offset
 
     # -- decisions ------------------------------------------------------------------------------
-    def process(self, records: list[Any], wall: float) -> Step:
-        fresh = self._fresh(records)
-        if not fresh:
+    def process(self, records: Sequence[Any], wall: float) -> Step:
+        """Fold a batch of records (`ConsumerRecord`s, or the `Fetched` of a raw fetch)."""
+        fresh = self._fresh(records_of(records))
+        if not len(fresh):
             return Step()
-        raws = list(map(_VALUE, fresh))
-        if set(map(type, raws)) != {bytes}:
-            raws = [_raw(v) for v in raws]
-        sizes = list(map(len, raws))
+        last = fresh[-1].offset
+        raws, sizes = _messages(fresh)
         letters: list[DeadLetter] = []
         if max(sizes) > self.max_message_bytes:
             letters = self._too_large(fresh, raws, sizes)
             kept = [i for i, n in enumerate(sizes) if n <= self.max_message_bytes]
-            fresh, raws, sizes = ([fresh[i] for i in kept], [raws[i] for i in kept],
-                                  [sizes[i] for i in kept])
+            fresh = (fresh.take(np.asarray(kept, dtype=np.int64)) if isinstance(fresh, Fetched)
+                     else [fresh[i] for i in kept])
+            raws, sizes = _messages(fresh)
         for start, end in _slices(sizes, PARSE_SLICE_BYTES):
-            letters += self._fold(fresh[start:end], raws[start:end], wall)
+            part = fresh[start:end]
+            letters += self._fold(part, part.messages if isinstance(part, Fetched)
+                                  else raws[start:end], wall)
         # Every fresh offset is done with, including those of dead letters.
-        self.folder.offset = max(self.folder.offset, records[-1].offset)
+        self.folder.offset = max(self.folder.offset, last)
         self._wall, self._caught_up = wall, False
         return Step(dead_letters=letters, urgent=self._urgent())
 
-    def _fresh(self, records: list[Any]) -> list[Any]:
+    def _fresh(self, records: Sequence[Any]) -> Sequence[Any]:
         """The records after the checkpoint's offset (a partition's records come in offset
         order, so they are a tail of the batch)."""
         done = self.folder.offset
-        if not records or records[0].offset > done:
+        if not len(records) or records[0].offset > done:
             return records
+        if isinstance(records, Fetched):
+            return records[int(np.searchsorted(records.offsets, done, side="right")):]
         return records[bisect.bisect_right(list(map(_OFFSET, records)), done):]
 
-    def _too_large(self, records: list[Any], raws: list[bytes],
+    def _too_large(self, records: Sequence[Any], raws: Sequence[bytes],
                    sizes: list[int]) -> list[DeadLetter]:
         letters = [DeadLetter(
             record, f"message too large: {size} bytes, more than the {self.max_message_bytes} "
@@ -119,12 +126,15 @@ class FoldProcessor:
         self.session["invalid_records"] += len(letters)
         return letters
 
-    def _fold(self, records: list[Any], raws: list[bytes], wall: float) -> list[DeadLetter]:
+    def _fold(self, records: Sequence[Any], raws: Sequence[bytes],
+              wall: float) -> list[DeadLetter]:
         profiles = self.folder.profiles
         batch = parse_messages(raws, profiles.decoder() if isinstance(profiles, ProfileStore)
                                else None)
         late_before = sum(self.folder.counts.late.values())
-        refused = self.folder.fold(batch, list(map(_OFFSET, records)), wall)
+        offsets = (records.offsets.tolist() if isinstance(records, Fetched)
+                   else list(map(_OFFSET, records)))
+        refused = self.folder.fold(batch, offsets, wall)
         self.session["records_processed"] += batch.valid_count - len(refused)
         self.session["invalid_records"] += len(batch.invalid) + len(refused)
         self.session["late_records"] += sum(self.folder.counts.late.values()) - late_before
@@ -212,6 +222,16 @@ def _zero() -> dict[str, int]:
             "records_too_large": 0}
 
 
+def _messages(records: Sequence[Any]) -> tuple[Sequence[bytes], list[int]]:
+    """The messages of `records` and their sizes (a `Fetched`'s read in place)."""
+    if isinstance(records, Fetched):
+        return records.messages, records.sizes()
+    raws = list(map(_VALUE, records))
+    if set(map(type, raws)) != {bytes}:
+        raws = [_raw(v) for v in raws]
+    return raws, list(map(len, raws))
+
+
 def _raw(value: Any) -> bytes:
     return value if isinstance(value, bytes) else b"" if value is None else bytes(value)
 
@@ -225,17 +245,16 @@ def _slices(sizes: list[int], limit: int) -> list[tuple[int, int]]:
     >>> _slices([3, 20, 1], 8), _slices([], 8)
     ([(0, 1), (1, 2), (2, 3)], [])
     """
-    total = sum(sizes)
-    if total <= limit:
-        return [(0, len(sizes))] if sizes else []
+    if not sizes:
+        return []
+    ends = np.cumsum(sizes)
     out: list[tuple[int, int]] = []
-    start, size = 0, 0
-    for i, n in enumerate(sizes):
-        if size + n > limit and i > start:
-            out.append((start, i))
-            start, size = i, 0
-        size += n
-    out.append((start, len(sizes)))
+    start = 0
+    while start < len(sizes):
+        before = int(ends[start - 1]) if start else 0
+        end = max(int(np.searchsorted(ends, before + limit, side="right")), start + 1)
+        out.append((start, end))
+        start = end
     return out
 
 

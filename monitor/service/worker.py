@@ -45,6 +45,7 @@ from monitor.service.http import add_endpoints, listen_port
 from monitor.service.logs import limit_repeats
 from monitor.service.outlet import Outlet
 from monitor.service.publish import Publisher
+from monitor.service.raw_fetch import read_raw
 from monitor.service.runner import StageRunner
 from monitor.service.settings import Settings
 from monitor.service.stage_one import FoldProcessor
@@ -64,7 +65,7 @@ from monitor.stream.replay import GC_THRESHOLD
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS = 1.0
+TICK_SECONDS = 0.25
 PROFILE_REFRESH_SECONDS = 3.0
 SERVICE_POINT_SECONDS = 10.0
 # A produce request not acknowledged within this fails (and is tried again by the runner):
@@ -148,6 +149,8 @@ class DriftWorker:
                               partitions)
         two_binding = Binding(s.topic("partials"), topics.partials.topic_id,
                               f"{s.group}.windows", topics.partials_partitions)
+        if read_raw(s.predictions_topic):
+            log.info("stage one reads its fetches in place (uncompressed record batches)")
         self.one = StageRunner(
             "stage one", s.predictions_topic, self._consumer(s.group),
             StateStore(outlet, await self._reader("state"), s.topic("state"),

@@ -10,6 +10,7 @@
 mod columns;
 mod iso;
 mod json;
+mod kafka;
 mod record;
 mod text;
 
@@ -443,6 +444,21 @@ fn at_or_below(e: &[f64], v: &[f64], out: &mut [u8]) {
     }
 }
 
+/// The records of a fetch response's record batches, read where they lie: (values, keys,
+/// offsets, next offset), the first two as (start, end) pairs of native u64 into `buffer`
+/// ((2^64-1, 2^64-1) for null), offsets as native i64; records before `start` left out. None
+/// when the buffer holds what is read elsewhere (compressed batches, the old formats, a CRC
+/// that does not match): the caller reads it with aiokafka.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn kafka_records<'py>(py: Python<'py>, buffer: Bound<'py, PyBytes>, start: i64, check_crcs: bool)
+    -> Option<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, Bound<'py, PyBytes>, i64)> {
+    let buf = buffer.as_bytes();
+    let found = py.allow_threads(|| kafka::read(buf, start, check_crcs)).ok()?;
+    Some((bytes(py, &found.values), bytes(py, &found.keys), bytes(py, &found.offsets),
+          found.next_offset))
+}
+
 /// Python's `str.isspace()` code points as this module knows them (for the tests).
 #[pyfunction]
 fn space_code_points() -> Vec<u32> {
@@ -466,6 +482,7 @@ fn drift_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
     m.add_function(wrap_pyfunction!(space_code_points, m)?)?;
     m.add_function(wrap_pyfunction!(split_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(kafka_records, m)?)?;
     m.add_function(wrap_pyfunction!(histogram, m)?)?;
     m.add_function(wrap_pyfunction!(measure, m)?)?;
     m.add_function(wrap_pyfunction!(parse_iso, m)?)?;
