@@ -170,8 +170,8 @@ def _spans(raw: bytes, *, empty: bool = False) -> np.ndarray:
 
 def records_of(batch: Sequence[Any]) -> Sequence[Any]:
     """A runner's batch as one sequence of records: a list of `ConsumerRecord`, or the
-    `Fetched` it holds (aiokafka hands over one per partition and fetch response; several
-    when a getmany drained more than one response of the partition)."""
+    `Fetched` it holds (a getmany drains one fetch response per partition, so one; more are
+    joined into a list, should an aiokafka ever hand them over)."""
     if not batch or not isinstance(batch[0], Fetched):
         return batch
     if len(batch) == 1:
