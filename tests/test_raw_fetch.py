@@ -26,7 +26,7 @@ from test_processors import CONFIG, T0, fold_processor, kafka_records, minute
 
 from monitor.profile.model import Profile
 from monitor.profile.store import ProfileStore
-from monitor.service.raw_fetch import NULL, Fetched, read_raw, records_of
+from monitor.service.raw_fetch import NULL, Fetched, in_batches, read_raw, records_of
 from monitor.service.stage_one import FoldProcessor
 from monitor.stream.folder import PartitionFolder
 
@@ -145,6 +145,18 @@ def fetched_of(messages: list[bytes], first_offset: int = 0) -> Fetched:
     return Fetched("predictions", 0, buffer, np.frombuffer(values, np.uint64).reshape(-1, 2),
                    np.frombuffer(keys, np.uint64).reshape(-1, 2),
                    np.frombuffer(offsets, np.int64))
+
+
+def test_a_fetched_batch_is_folded_in_batches_of_at_most_the_batch_size() -> None:
+    """aiokafka counts a Fetched as one record of `max_records`: DRIFT_MONITOR_BATCH_SIZE still
+    bounds what is folded at once (found by an adversarial review: a getmany of 7 handed over
+    all 100 records of a fetch)."""
+    fetched = fetched_of([b"{}"] * 100, 40)
+    parts = [records_of(b) for b in in_batches([fetched], 7)]
+    assert max(map(len, parts)) == 7
+    assert [r.offset for part in parts for r in part] == list(range(40, 140))
+    records = kafka_records([b"{}"] * 10)
+    assert list(in_batches(records, 7)) == [records]  # aiokafka bounded those already
 
 
 @pytest.mark.parametrize("store", [False, True], ids=["reference", "compiled decoder"])

@@ -179,6 +179,18 @@ def records_of(batch: Sequence[Any]) -> Sequence[Any]:
     return _joined(batch)
 
 
+def in_batches(batch: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """A runner's batch in batches of at most `size` records: aiokafka counts a `Fetched` as
+    one item of `max_records`, so a fetch response's records are cut here (views of it, in
+    offset order); a list of `ConsumerRecord`s comes whole (aiokafka bounded it already)."""
+    if not batch or not isinstance(batch[0], Fetched):
+        yield batch
+        return
+    for part in batch:
+        for start in range(0, len(part), max(size, 1)):
+            yield [part[start:start + max(size, 1)]]
+
+
 def _joined(parts: Sequence[Any]) -> Sequence[Any]:
     """Fetched parts of different buffers, or a mix with `ConsumerRecord`s, as one list."""
     out: list[Any] = []

@@ -38,6 +38,7 @@ from aiokafka.errors import KafkaError
 from monitor.service.backoff import Backoff
 from monitor.service.outlet import BROKEN, Outlet
 from monitor.service.partitions import CLOSE_SECONDS, SETTLE_SECONDS, TRANSIENT, Partitions
+from monitor.service.raw_fetch import in_batches
 from monitor.service.slots import Deliver, NewProcessor, Processor, SendDeadLetters, Slot, Step
 from monitor.service.state_store import StateStore
 
@@ -141,7 +142,8 @@ class StageRunner(Partitions):
 
     async def _fold(self, batches: dict[TopicPartition, list[Any]], fetch: int) -> None:
         for tp, records in batches.items():
-            await self._batch(tp.partition, records, fetch)
+            for batch in in_batches(records, self.batch_size):
+                await self._batch(tp.partition, batch, fetch)
             self.fetched -= Counter((tp.partition,))  # (drops the partition at 0)
         await self.commit()
 
