@@ -26,7 +26,14 @@ from test_processors import CONFIG, T0, fold_processor, kafka_records, minute
 
 from monitor.profile.model import Profile
 from monitor.profile.store import ProfileStore
-from monitor.service.raw_fetch import NULL, Fetched, in_batches, read_raw, records_of
+from monitor.service.raw_fetch import (
+    NULL,
+    Fetched,
+    in_batches,
+    read_raw,
+    read_records,
+    records_of,
+)
 from monitor.service.stage_one import FoldProcessor
 from monitor.stream.folder import PartitionFolder
 
@@ -62,8 +69,10 @@ def reference(buffer: bytes, start: int) -> tuple[list[tuple[int, Any, Any]], in
 
 def read(buffer: bytes, start: int, check_crcs: bool = True) -> Any:
     found = drift_native.kafka_records(buffer, start, check_crcs)
-    if found is None:
-        return None
+    return None if found is None else read_from(buffer, found)
+
+
+def read_from(buffer: bytes, found: Any) -> Any:
     values, keys, offsets, next_offset = found
     spans = [np.frombuffer(x, np.uint64).reshape(-1, 2).tolist() for x in (keys, values)]
     records = [(o, *(None if a == NULL else buffer[a:b] for a, b in (k, v)))
@@ -99,6 +108,25 @@ def test_kafka_records_reads_every_buffer_as_aiokafka_does(
         assert compressed  # only what it cannot read is left to aiokafka
     else:
         assert ours == want
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches, st.integers(0, 30), st.integers(0, 10**6), st.booleans())
+def test_a_fetch_response_with_compressed_batches_reads_as_aiokafka_reads_it(
+        spec: list[Any], start: int, cut: int, shorten: bool) -> None:
+    """Compressed batches decompressed and read in place: a response of plain and gzip batches,
+    cut anywhere, reads as aiokafka reads it."""
+    buffer, base = b"", 0
+    for records, codec, gap in spec:
+        base += gap
+        if records:
+            buffer += batch(base, records, codec)
+            base += len(records)
+    buffer = buffer[:len(buffer) - cut % (len(buffer) + 1) if shorten else None]
+    read = read_records(buffer, start, True)
+    assert read is not None
+    plain, _ = read
+    assert read_from(plain, read[1]) == reference(buffer, start)
 
 
 @settings(max_examples=200, deadline=None)

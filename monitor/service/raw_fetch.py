@@ -10,10 +10,12 @@ then decodes in place. `Fetched` is a sequence of records (`FetchedRecord`, made
 is asked for: a dead letter's coordinates), so the code that takes a list of `ConsumerRecord`
 takes it too.
 
-Only what that path has read the same way goes through it: uncompressed batches of message
-format v2 whose CRC-32C matches, no deserializers, read-uncommitted isolation. Any other fetch
-response (compressed batches, the old formats, a corrupt batch, which aiokafka then reports)
-is read by aiokafka as before, and so is every topic not registered.
+Only what that path has read the same way goes through it: batches of message format v2 whose
+CRC-32C matches (compressed ones decompressed first, with aiokafka's codecs), no deserializers,
+read-uncommitted isolation. Any other fetch response (the old formats, a codec not installed, a
+corrupt batch, which aiokafka then reports) is read by aiokafka as before, and so is every
+topic not registered. Header keys are not read: one that is not UTF-8 (the broker takes it)
+made aiokafka raise out of `getmany`, and the worker stop at every start.
 tests/test_raw_fetch.py checks both paths on random and adversarial batches.
 """
 
@@ -25,18 +27,23 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple, overload
 
 import numpy as np
+from aiokafka import codec as _codec
+from aiokafka.consumer import fetcher as _fetcher
+from aiokafka.record.default_records import DefaultRecordBatch
 
 from monitor.ingest.native_decode import LineBatch, available
 
 try:
     import drift_native
-    from aiokafka.consumer import fetcher as _fetcher
 except ImportError:  # not built: aiokafka reads every record
     drift_native = None
 
 log = logging.getLogger(__name__)
 
 NULL = np.uint64(2**64 - 1)  # the span of a null key or value
+_BATCH_HEADER = 61  # bytes of a v2 record batch before its records
+_CODECS = {1: (_codec.gzip_decode, _codec.has_gzip), 2: (_codec.snappy_decode, _codec.has_snappy),
+           3: (_codec.lz4_decode, _codec.has_lz4), 4: (_codec.zstd_decode, _codec.has_zstd)}
 _RAW_TOPICS: set[str] = set()
 
 
@@ -143,11 +150,11 @@ def _patch() -> bool:
 
         def _fetched(self, tp: Any, data: bytes, fetch_offset: int,
                      check_crcs: bool) -> Iterator[Any]:
-            found = drift_native.kafka_records(data, fetch_offset, check_crcs)
-            if found is None:  # aiokafka reads it (and reports what is wrong with it)
+            read = read_records(data, fetch_offset, check_crcs)
+            if read is None:  # aiokafka reads it (and reports what is wrong with it)
                 yield from self._unpack_records()
                 return
-            values, keys, offsets, next_offset = found
+            data, (values, keys, offsets, next_offset) = read
             fetched = Fetched(tp.topic, tp.partition, data, _spans(values, empty=True),
                               _spans(keys), np.frombuffer(offsets, dtype=np.int64))
             # Set before the records are handed out: aiokafka moves the position to it as soon
@@ -159,6 +166,59 @@ def _patch() -> bool:
     _fetcher.MemoryRecords = KeptMemoryRecords
     _fetcher.PartitionRecords = RawPartitionRecords
     return True
+
+
+def read_records(data: bytes, start: int, check_crcs: bool) -> tuple[bytes, Any] | None:
+    """`drift_native.kafka_records` of a fetch response, compressed batches included: those are
+    decompressed here (aiokafka's codecs) and read like the others. (buffer read, found), or
+    None for what only aiokafka reads (old formats, a codec not installed, a corrupt batch)."""
+    found = drift_native.kafka_records(data, start, check_crcs)
+    if found is not None:
+        return data, found
+    plain = decompressed(data, check_crcs)
+    if plain is None:
+        return None
+    found = drift_native.kafka_records(plain, start, False)  # CRCs checked before decompressing
+    return None if found is None else (plain, found)
+
+
+def decompressed(data: bytes, check_crcs: bool) -> bytes | None:
+    """The record batches of `data` with each compressed one made the same batch uncompressed
+    (its header kept, but the length and the codec bits; its CRC, checked before, no longer
+    holds). A batch cut short at the end stays out. None: a batch not of format v2, a codec not
+    installed, a CRC that does not match, data that does not decompress.
+
+    aiokafka reads a compressed batch itself only if every record's header keys are UTF-8 (the
+    broker does not check them): one that is not stopped the worker at every start."""
+    out: list[bytes] = []
+    at = 0
+    while len(data) - at >= _BATCH_HEADER:
+        length = int.from_bytes(data[at + 8:at + 12], "big", signed=True)
+        end = at + 12 + length
+        if data[at + 16] != 2 or length < _BATCH_HEADER - 12:
+            return None
+        if end > len(data):
+            break
+        batch = data[at:end]
+        if check_crcs and not DefaultRecordBatch(batch).validate_crc():
+            return None
+        attributes = int.from_bytes(batch[21:23], "big")
+        codec = attributes & 0x07
+        if codec:
+            decode, installed = _CODECS.get(codec, (None, None))
+            if decode is None or not installed():
+                return None
+            try:
+                records = decode(batch[_BATCH_HEADER:])
+            except Exception:  # noqa: BLE001 - corrupt: aiokafka reads it and reports it
+                return None
+            out += [batch[:8], (_BATCH_HEADER - 12 + len(records)).to_bytes(4, "big"),
+                    batch[12:21], (attributes & ~0x07).to_bytes(2, "big"),
+                    batch[23:_BATCH_HEADER], records]
+        else:
+            out.append(batch)
+        at = end
+    return b"".join(out)
 
 
 def _spans(raw: bytes, *, empty: bool = False) -> np.ndarray:
