@@ -125,6 +125,17 @@ async def produce_mixed(topic: str, sent: list[Sent], seed: int,
     return coords, aborted
 
 
+def assert_dead_lettered(setup: Setup, want: set[tuple[int, int, bytes | None]]) -> None:
+    """The dead-letter topic holds exactly `want`: (source partition, source offset, key)."""
+
+    def letters() -> set[tuple[int, int, bytes | None]]:
+        return {(int(dict(m.headers)["source_partition"]), int(dict(m.headers)["source_offset"]),
+                 m.key) for m in read_topic(setup.dlq)}
+
+    wait_until(lambda: letters() >= want, 30, "every bad message dead-lettered")
+    assert letters() == want
+
+
 def test_mixed_producers_and_transactions_read_in_place_as_replay_reads_them(
         make_setup: Callable[..., Setup], make_profile: Callable[[str, Path], Path]) -> None:
     setup = make_setup(PARTITIONS)
@@ -138,14 +149,7 @@ def test_mixed_producers_and_transactions_read_in_place_as_replay_reads_them(
     assert aborted and aborted != set(range(len(sent)))
     assert wait_for_reports(setup, len(expected)) == expected
 
-    want = {(*coords[i], sent[i][0]) for i in bad}
-
-    def letters() -> set[tuple[int, int, bytes | None]]:
-        return {(int(dict(m.headers)["source_partition"]), int(dict(m.headers)["source_offset"]),
-                 m.key) for m in read_topic(setup.dlq)}
-
-    wait_until(lambda: letters() >= want, 30, "every bad message dead-lettered")
-    assert letters() == want
+    assert_dead_lettered(setup, {(*coords[i], sent[i][0]) for i in bad})
     assert "reads its fetches in place" in worker.log()
 
 
@@ -170,11 +174,4 @@ def test_mixed_producers_with_workers_killed_added_and_stopped_mid_stream(
     assert not events
     assert len(set(coords)) == len(sent)
     assert wait_for_reports(setup, len(expected)) == expected
-    want = {(*coords[i], sent[i][0]) for i in bad}
-
-    def letters() -> set[tuple[int, int, bytes | None]]:
-        return {(int(dict(m.headers)["source_partition"]), int(dict(m.headers)["source_offset"]),
-                 m.key) for m in read_topic(setup.dlq)}
-
-    wait_until(lambda: letters() >= want, 30, "every bad message dead-lettered")
-    assert letters() == want
+    assert_dead_lettered(setup, {(*coords[i], sent[i][0]) for i in bad})

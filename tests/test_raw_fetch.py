@@ -90,17 +90,23 @@ batches = st.lists(st.tuples(st.lists(record, max_size=6), st.sampled_from(CODEC
                              st.integers(0, 3)), min_size=1, max_size=4)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches, st.integers(0, 30), st.integers(0, 10**6), st.data())
-def test_kafka_records_reads_every_buffer_as_aiokafka_does(
-        spec: list[Any], start: int, cut: int, data: st.DataObject) -> None:
+def response(spec: list[Any], cut: int | None) -> bytes:
+    """A fetch response of the batches `spec` describes ((records, codec, offset gap before)),
+    `cut` (modulo its length + 1) bytes taken off its end when not None."""
     buffer, base = b"", 0
     for records, codec, gap in spec:
         base += gap
         if records:
             buffer += batch(base, records, codec)
             base += len(records)
-    buffer = buffer[:len(buffer) - cut % (len(buffer) + 1) if data.draw(st.booleans()) else None]
+    return buffer if cut is None else buffer[:len(buffer) - cut % (len(buffer) + 1)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches, st.integers(0, 30), st.integers(0, 10**6), st.data())
+def test_kafka_records_reads_every_buffer_as_aiokafka_does(
+        spec: list[Any], start: int, cut: int, data: st.DataObject) -> None:
+    buffer = response(spec, cut if data.draw(st.booleans()) else None)
     compressed = any(codec and records for records, codec, _ in spec)
     ours = read(buffer, start)
     want = reference(buffer, start)
@@ -116,13 +122,7 @@ def test_a_fetch_response_with_compressed_batches_reads_as_aiokafka_reads_it(
         spec: list[Any], start: int, cut: int, shorten: bool) -> None:
     """Compressed batches decompressed and read in place: a response of plain and gzip batches,
     cut anywhere, reads as aiokafka reads it."""
-    buffer, base = b"", 0
-    for records, codec, gap in spec:
-        base += gap
-        if records:
-            buffer += batch(base, records, codec)
-            base += len(records)
-    buffer = buffer[:len(buffer) - cut % (len(buffer) + 1) if shorten else None]
+    buffer = response(spec, cut if shorten else None)
     read = read_records(buffer, start, True)
     assert read is not None
     plain, _ = read
