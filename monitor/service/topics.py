@@ -109,8 +109,8 @@ def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
             raise TopicMissing(f"predictions topic not found ({predictions})")
         existing = set(admin.list_topics())
         # Stage two's state topic has the partials topic's count (fixed at creation).
-        partials_count = described_soon(admin, partials) if partials in existing else None
-        stage_two = partials_count.partitions if partials_count else info.partitions
+        partials_before = described_soon(admin, partials) if partials in existing else None
+        stage_two = partials_before.partitions if partials_before else info.partitions
         wanted = [NewTopic(t, info.partitions if i == 0 else stage_two, 1,
                            topic_configs=dict(STATE_CONFIG))
                   for i, t in enumerate(state) if t not in existing]
@@ -141,7 +141,7 @@ def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
             admin.create_partitions({state[0]: NewPartitions(info.partitions)})
             log.warning("%s has %d partitions now (was %d): state topic %s grown to match",
                         predictions, info.partitions, described.partitions, state[0])
-        partials_info = described_soon(admin, partials)
+        partials_info = partials_before or described_soon(admin, partials)
         if partials_info is None:
             raise ServiceError(f"cannot describe the partials topic ({partials}) "
                                f"within {TOPIC_READY_SECONDS:.0f} s")
