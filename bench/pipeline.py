@@ -11,10 +11,14 @@ worker (e.g. `set -a; . .services/kafka/sasl-ssl.env` measures over SASL_SSL).
                          with 2 workers.
                Workers start after the records are in; timed from the first worker's Ready to
                the moment every record is counted in an evaluated window (the sum of records +
-               late over the "window closed" lines; windows close 1 s after the stream:
-               DRIFT_MONITOR_IDLE_SECONDS=1, grace 0: an idle model's event time runs on with
-               the wall clock from its newest record minus the grace). Baseline in the same run: `drift-monitor replay`
-               of the same records as JSONL (wall time of the process), so the figure is the
+               late over the "window closed" lines). The stream goes on as a live one does:
+               after the measured records, each model sends 3 records (SUPPORT) per partition it uses,
+               in the next window, whose event time closes the last measured window (grace 0);
+               with `--stream-ends` it does not, and the last window closes when the stream has
+               been idle for DRIFT_MONITOR_IDLE_SECONDS=1 (an idle model's event time runs on
+               with the wall clock). Baseline in the same run: `drift-monitor replay`
+               of the same records as JSONL (wall time of the process, flushing every window
+               at the end of the file), so the figure is the
                ratio worker / replay (goal 0.67), in wall time and in CPU time (the worker's
                from Ready; also from the worker process's start, as replay is timed).
                `--per-message K` sends arrays of K records per message. The
@@ -69,6 +73,7 @@ from pipeline_kit import (
     pct,
     pid_cpu_seconds,
     produce,
+    produce_closers,
     producer,
     read_topic,
     save_profiles,
@@ -82,6 +87,7 @@ RESULTS = ROOT / "bench" / "results" / "pipeline.json"
 TP_WINDOW, TP_WINDOWS = 60.0, 10
 LAT_WINDOW, LAT_GRACE, LAT_RATE = 2.0, 1.0, 500
 LAT_WINDOWS, LAT_WARMUP, LAT_TAIL = 50, 3, 2
+STREAM_ENDS = False  # --stream-ends: no records after the measured ones (idle close)
 PROFILE_WORKER = False  # --profile-worker: py-spy on the (first) worker of each throughput run
 LAYOUTS = {"keyed": (4, True, 1), "spread1": (1, False, 1), "spread2": (1, False, 2)}
 
@@ -121,9 +127,12 @@ def throughput(n: int, layout: str, code: str | None = None, per_message: int = 
         replay_s, replay_cpu = replay_seconds(run, interleave(by_model), code)
         stream = interleave(by_model, per_message=per_message)
         del by_model
-        produce_s = produce(run.predictions, stream, keyed=keyed,
-                            partition_of={m: i % PARTITIONS for i, m in enumerate(models)})
+        partition_of = {m: i % PARTITIONS for i, m in enumerate(models)}
+        produce_s = produce(run.predictions, stream, keyed=keyed, partition_of=partition_of)
         del stream
+        if not STREAM_ENDS:  # the stream goes on: its next records close the last window
+            produce_closers(run.predictions, models, t0 + TP_WINDOWS * TP_WINDOW + 1, {
+                m: [partition_of[m]] if keyed else list(range(PARTITIONS)) for m in models})
         say(f"throughput {layout} N={n:,}: produced in {produce_s:.1f} s; replay of the same "
             f"records {replay_s:.1f} s ({n / replay_s:,.0f} records/s); starting "
             f"{workers_n} worker(s)")
@@ -142,6 +151,7 @@ def throughput(n: int, layout: str, code: str | None = None, per_message: int = 
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t_assigned = None
         counted = late = windows = 0
+        closed_at: list[float] = []  # seconds from Ready, as each window's close is logged
         deadline = time.time() + 900
         while counted + late < n:
             if time.time() > deadline or not all(w.alive() for w in workers):
@@ -152,7 +162,8 @@ def throughput(n: int, layout: str, code: str | None = None, per_message: int = 
                     if t_assigned is None and "stage one: partitions assigned" in line:
                         t_assigned = time.time()
                     m = WINDOW_CLOSED.search(line)
-                    if m and m[2] in models:
+                    if m and m[2] in models and float(m[4]) < t0 + TP_WINDOWS * TP_WINDOW:
+                        closed_at.append(round(time.time() - t_ready, 2))
                         counted += int(m[6])
                         late += int(m[8])
                         windows += 1
@@ -173,6 +184,7 @@ def throughput(n: int, layout: str, code: str | None = None, per_message: int = 
             "workers": workers_n, "partitions": PARTITIONS, "windows_evaluated": windows,
             "records_in_windows": counted, "late_records": late,
             "ready_to_all_counted_s": round(wall, 2), "records_per_second": round(n / wall),
+            "stream_ends": STREAM_ENDS, "windows_closed_s_from_ready": closed_at,
             "assigned_to_all_counted_s": round(t_done - t_assigned, 2) if t_assigned else None,
             # From the process's start (imports, Faust's start, joining), as replay is timed.
             "spawn_to_all_counted_s": round(t_done - min(w.spawned for w in workers), 2),
@@ -373,6 +385,10 @@ def main() -> int:
     parser.add_argument("--models", type=int, default=1000)
     parser.add_argument("--model-windows", type=int, default=2)
     parser.add_argument("--per-window", type=int, default=60)
+    parser.add_argument("--stream-ends", action="store_true",
+                        help="no records after the measured ones: the last window closes when "
+                        "the stream has been idle (DRIFT_MONITOR_IDLE_SECONDS=1), not on the "
+                        "next records' event time")
     parser.add_argument("--profile-worker", action="store_true",
                         help="py-spy record the first worker of each throughput run (raw "
                              "stacks in its run directory; figures are then not the benchmark's)")
@@ -381,8 +397,9 @@ def main() -> int:
     parser.add_argument("--baseline-code", help="also run each layout with the drift-monitor "
                         "source in this directory (e.g. an export of main), for before/after")
     args = parser.parse_args()
-    global PROFILE_WORKER
+    global PROFILE_WORKER, STREAM_ENDS
     PROFILE_WORKER = args.profile_worker
+    STREAM_ENDS = args.stream_ends
     parts = set(args.only.split(","))
     started = time.time()
     results: dict[str, Any] = {

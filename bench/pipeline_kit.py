@@ -23,6 +23,7 @@ from monitor.demo.synthetic import generate_columns, records, training_table, wr
 from monitor.profile.build import BuildOptions, build_profile
 from monitor.profile.model import Profile
 from monitor.service.settings import Settings
+from monitor.stream.event_time import SUPPORT
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path("/tmp/drift-bench-pipeline")
@@ -309,6 +310,21 @@ def produce(topic: str, stream: list[tuple[str, bytes]], *, keyed: bool, seed: i
     seconds = time.perf_counter() - t0
     p.close()
     return seconds
+
+
+def produce_closers(topic: str, models: list[str], ts: float,
+                    partitions: dict[str, list[int]]) -> None:
+    """`SUPPORT` records per model and partition of `partitions[model]`, at `ts`: the traffic
+    that follows a live stream's records, which closes their windows on event time (the
+    watermark follows a model's `SUPPORT`-th newest time on each partition)."""
+    base = orjson.loads(encoded_records(models[:1], 1, ts, 1.0, seed=9)[models[0]][0])
+    p = producer()
+    for model in models:
+        for partition in partitions[model] * SUPPORT:
+            p.send(topic, value=orjson.dumps({**base, "model": model, "ts": ts}),
+                   key=model.encode(), partition=partition)
+    p.flush(timeout=60)
+    p.close()
 
 
 def partials_stats(topic: str, windows: int, partitions: int) -> dict[str, Any]:

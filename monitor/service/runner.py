@@ -2,7 +2,9 @@
 
 For each input partition the runner loads the processor's checkpoint when the partition is
 assigned (and seeks past what it covers), feeds it batches (the CPU work runs in a thread, so
-the consumer's heartbeats go on), and performs what it decides, in this order:
+the consumer's heartbeats go on; a processor with a `prepare` step has each batch prepared in
+another thread as soon as its fetch returns, while the previous fetch is folded), and performs
+what it decides, in this order:
 
 1. dead letters, awaited (at least once: a crash before the checkpoint sends them again);
 2. the checkpoint (`StateStore.save`), when the processor has something to send or the
@@ -28,8 +30,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import Executor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -49,13 +52,25 @@ log = logging.getLogger(__name__)
 KAFKA_BACKOFF_SECONDS = (0.5, 10.0)  # first and longest wait after a failed Kafka write or read
 
 
+@dataclass
+class Job:
+    """One batch of a fetch for `_fold`: its records, or what `prepare` is making of them;
+    `last`: the partition's batches of this fetch are all done."""
+
+    partition: int
+    batch: Sequence[Any]
+    ahead: Future[Any] | None
+    last: bool = False
+
+
 class StageRunner(Partitions):
     def __init__(self, name: str, topic: str, consumer_config: dict[str, Any],
                  store: StateStore, new_processor: NewProcessor, deliver: Deliver,
                  dead_letters: SendDeadLetters | None = None, *,
                  batch_size: int = 5000, checkpoint_interval: float = 5.0,
                  commit_interval: float = 2.8, hold_after_gap: float = 0.0,
-                 executor: Executor | None = None, outlet: Outlet | None = None) -> None:
+                 executor: Executor | None = None, ahead: Executor | None = None,
+                 outlet: Outlet | None = None) -> None:
         self.name = name
         self.topic = topic
         self.consumer_config = consumer_config
@@ -72,6 +87,10 @@ class StageRunner(Partitions):
         # The thread(s) of the CPU work; one thread for all of it keeps the memory the C
         # allocator holds to one arena (a pool of threads makes one each).
         self.executor = executor
+        # The thread that prepares a fetch's batches (`Processor.prepare`: parsing, for stage
+        # one) as soon as the fetch returns, while the previous fetch is folded; None: the
+        # processor prepares each batch itself when it folds it.
+        self.ahead = ahead
         self.outlet = outlet  # the producer, made again when it breaks
         self._readable_since: dict[int, float] = {}
         self.group = str(consumer_config.get("group_id"))
@@ -107,9 +126,10 @@ class StageRunner(Partitions):
                 batches = self._usable(
                     await consumer.getmany(timeout_ms=500, max_records=self.batch_size), fetch)
                 self.fetched.update(tp.partition for tp in batches)
+                jobs = self._prepare(batches)
                 if folding is not None:
                     await folding
-                folding = asyncio.create_task(self._fold(batches, fetch))
+                folding = asyncio.create_task(self._fold(jobs, fetch))
             if folding is not None:
                 await folding
         finally:
@@ -140,14 +160,35 @@ class StageRunner(Partitions):
             usable[tp] = records
         return usable
 
-    async def _fold(self, batches: dict[TopicPartition, list[Any]], fetch: int) -> None:
+    def _prepare(self, batches: dict[TopicPartition, list[Any]]) -> list[Job]:
+        """A fetch's batches (cut to the batch size), each with its preparation started in the
+        `ahead` thread where the partition's processor has one: it runs while the previous
+        fetch is folded."""
+        jobs = []
         for tp, records in batches.items():
+            prepare = getattr(self.slots[tp.partition].processor, "prepare", None)
             for batch in in_batches(records, self.batch_size):
-                await self._batch(tp.partition, batch, fetch)
-            self.fetched -= Counter((tp.partition,))  # (drops the partition at 0)
+                ahead = (self.ahead.submit(prepare, batch)
+                         if self.ahead is not None and prepare is not None else None)
+                jobs.append(Job(tp.partition, batch, ahead))
+            jobs.append(Job(tp.partition, [], None, last=True))
+        return jobs
+
+    async def _fold(self, jobs: list[Job], fetch: int) -> None:
+        for job in jobs:
+            if job.last:
+                self.fetched -= Counter((job.partition,))  # (drops the partition at 0)
+                continue
+            records = job.batch
+            if job.ahead is not None:
+                try:
+                    records = await asyncio.wrap_future(job.ahead)
+                except Exception:  # noqa: BLE001 - folding the batch itself raises it again
+                    log.debug("%s: preparing a batch failed", self.name, exc_info=True)
+            await self._batch(job.partition, records, fetch)
         await self.commit()
 
-    async def _batch(self, partition: int, records: list[Any], fetch: int) -> None:
+    async def _batch(self, partition: int, records: Any, fetch: int) -> None:
         slot = self.slots.get(partition)
         if slot is None:
             return  # revoked while fetched (the new owner reads these), or not loaded yet

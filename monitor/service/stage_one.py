@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.ingest.records import ModelKey, parse_messages
+from monitor.ingest.records import ModelKey, ParsedBatch, parse_messages
 from monitor.profile.store import ProfileStore
 from monitor.service.raw_fetch import Fetched, records_of
 from monitor.service.runner import Step
@@ -53,6 +53,31 @@ class Outgoing:
     value: bytes
 
 
+@dataclass
+class Prepared:
+    """A batch as `FoldProcessor.prepare` found it: its fresh records after offset `done`,
+    their messages and sizes, and the first slice parsed with `decoder` (None: parse it when
+    folding; a batch with a message too large is sorted first)."""
+
+    owner: FoldProcessor
+    source: Sequence[Any]  # the batch as the runner had it
+    done: int  # the owner's offset when prepared
+    fresh: Sequence[Any]
+    raws: Sequence[bytes]
+    sizes: list[int]
+    decoder: Any
+    first: ParsedBatch | None
+
+    def still_valid(self) -> bool:
+        """Whether folding it now folds what `process` of the source would: same records fresh
+        (the owner's offset has not reached into them since: offsets only grow) and the same
+        decoder (profiles reloaded meanwhile make another)."""
+        owner = self.owner
+        now = owner.folder.offset
+        return ((now == self.done or not len(self.fresh) or self.fresh[0].offset > now)
+                and (self.first is None or owner._decoder() is self.decoder))
+
+
 class FoldProcessor:
     def __init__(self, partition: int, folder: PartitionFolder, *, partials_partitions: int,
                  route: Callable[[str], int], loaded: Loaded | None = None,
@@ -81,14 +106,36 @@ class FoldProcessor:
         return self.folder.offset
 
     # -- decisions ------------------------------------------------------------------------------
-    def process(self, records: Sequence[Any], wall: float) -> Step:
-        """Fold a batch of records (`ConsumerRecord`s, or the `Fetched` of a raw fetch)."""
-        fresh = self._fresh(records_of(records))
+    def prepare(self, records: Sequence[Any]) -> Prepared:
+        """What `process` does before it folds, which changes nothing here and may run ahead in
+        another thread (the runner's decoder) while the previous batch is folded: the records
+        after the checkpoint's offset, their messages, and the first slice parsed."""
+        done = self.folder.offset
+        source = records
+        fresh = self._fresh(records_of(records), done)
+        if not len(fresh):
+            return Prepared(self, source, done, fresh, [], [], None, None)
+        raws, sizes = _messages(fresh)
+        slices = _slices(sizes, PARSE_SLICE_BYTES)
+        decoder = self._decoder()
+        first = None
+        if max(sizes) <= self.max_message_bytes:  # else `process` sorts out the too large first
+            start, end = slices[0]
+            first = parse_messages(_part_messages(fresh, raws, start, end), decoder)
+        return Prepared(self, source, done, fresh, raws, sizes, decoder, first)
+
+    def process(self, records: Sequence[Any] | Prepared, wall: float) -> Step:
+        """Fold a batch of records (`ConsumerRecord`s, the `Fetched` of a raw fetch, or what
+        `prepare` made of them: used when nothing it read has changed since)."""
+        prepared = records if isinstance(records, Prepared) else None
+        if prepared is None or prepared.owner is not self or not prepared.still_valid():
+            prepared = self.prepare(records.source if isinstance(records, Prepared) else records)
+        fresh, raws, sizes = prepared.fresh, prepared.raws, prepared.sizes
         if not len(fresh):
             return Step()
         last = fresh[-1].offset
-        raws, sizes = _messages(fresh)
         letters: list[DeadLetter] = []
+        parsed = prepared.first
         if max(sizes) > self.max_message_bytes:
             letters = self._too_large(fresh, raws, sizes)
             kept = [i for i, n in enumerate(sizes) if n <= self.max_message_bytes]
@@ -96,18 +143,24 @@ class FoldProcessor:
                      else [fresh[i] for i in kept])
             raws, sizes = _messages(fresh)
         for start, end in _slices(sizes, PARSE_SLICE_BYTES):
-            part = fresh[start:end]
-            letters += self._fold(part, part.messages if isinstance(part, Fetched)
-                                  else raws[start:end], wall)
+            part, messages = fresh[start:end], _part_messages(fresh, raws, start, end)
+            if parsed is None:
+                parsed = parse_messages(messages, self._decoder())
+            letters += self._fold(part, messages, parsed, wall)
+            parsed = None
         # Every fresh offset is done with, including those of dead letters.
         self.folder.offset = max(self.folder.offset, last)
         self._wall, self._caught_up = wall, False
         return Step(dead_letters=letters, urgent=self._urgent())
 
-    def _fresh(self, records: Sequence[Any]) -> Sequence[Any]:
-        """The records after the checkpoint's offset (a partition's records come in offset
-        order, so they are a tail of the batch)."""
-        done = self.folder.offset
+    def _decoder(self) -> Any:
+        profiles = self.folder.profiles
+        return profiles.decoder() if isinstance(profiles, ProfileStore) else None
+
+    @staticmethod
+    def _fresh(records: Sequence[Any], done: int) -> Sequence[Any]:
+        """The records after offset `done` (a partition's records come in offset order, so
+        they are a tail of the batch)."""
         if not len(records) or records[0].offset > done:
             return records
         if isinstance(records, Fetched):
@@ -126,11 +179,8 @@ class FoldProcessor:
         self.session["invalid_records"] += len(letters)
         return letters
 
-    def _fold(self, records: Sequence[Any], raws: Sequence[bytes],
+    def _fold(self, records: Sequence[Any], raws: Sequence[bytes], batch: ParsedBatch,
               wall: float) -> list[DeadLetter]:
-        profiles = self.folder.profiles
-        batch = parse_messages(raws, profiles.decoder() if isinstance(profiles, ProfileStore)
-                               else None)
         late_before = sum(self.folder.counts.late.values())
         offsets = (records.offsets.tolist() if isinstance(records, Fetched)
                    else list(map(_OFFSET, records)))
@@ -230,6 +280,12 @@ def _messages(records: Sequence[Any]) -> tuple[Sequence[bytes], list[int]]:
     if set(map(type, raws)) != {bytes}:
         raws = [_raw(v) for v in raws]
     return raws, list(map(len, raws))
+
+
+def _part_messages(records: Sequence[Any], raws: Sequence[bytes], start: int,
+                   end: int) -> Sequence[bytes]:
+    """The messages of records[start:end] (a `Fetched`'s read in place)."""
+    return records[start:end].messages if isinstance(records, Fetched) else raws[start:end]
 
 
 def _raw(value: Any) -> bytes:

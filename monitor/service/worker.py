@@ -117,6 +117,9 @@ class DriftWorker:
         # Both stages' CPU work (folding, merging, encoding checkpoints) on one thread: the
         # GIL serialises it anyway, and one thread keeps the allocator's memory in one arena.
         self.cpu = ThreadPoolExecutor(1, thread_name_prefix="drift-cpu")
+        # Stage one parses the next fetch on a thread of its own while the CPU thread folds
+        # the previous one (the compiled decoder lets the other threads run meanwhile).
+        self.ahead = ThreadPoolExecutor(1, thread_name_prefix="drift-parse")
         self.app.task(self._main)
         self.app.timer(TICK_SECONDS, name="drift-monitor-tick")(self._tick)
         self.app.timer(PROBE_SECONDS, name="drift-monitor-broker-probe")(self._probe)
@@ -158,7 +161,7 @@ class DriftWorker:
             self._new_fold, publish.partials, publish.dead_letters,  # type: ignore[arg-type]
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
             commit_interval=s.commit_interval_seconds, hold_after_gap=s.idle_seconds,
-            executor=self.cpu, outlet=outlet)
+            executor=self.cpu, ahead=self.ahead, outlet=outlet)
         self.two = StageRunner(
             "stage two", s.topic("partials"), self._consumer(f"{s.group}.windows"),
             StateStore(outlet, await self._reader("windows"), s.topic("windows"),
@@ -388,6 +391,7 @@ class DriftWorker:
         if self.outlet is not None:
             await self.outlet.stop()
         self.cpu.shutdown(wait=False)
+        self.ahead.shutdown(wait=False, cancel_futures=True)
         log.info("shutting down: %s", self.stats())
 
 
