@@ -104,6 +104,10 @@ def test_secrets_are_hidden_from_the_settings_line_and_repr(tmp_path: Path) -> N
     ({"DRIFT_MONITOR_PREDICTIONS_TOPIC": "bad topic/name"},
      r"DRIFT_MONITOR_PREDICTIONS_TOPIC is not a valid Kafka topic name"),
     ({"DRIFT_MONITOR_DLQ_TOPIC": "dlq:1"}, r"DRIFT_MONITOR_DLQ_TOPIC is not a valid Kafka topic"),
+    # a window per record (and times / window overflowing), or none closing within a year
+    ({"DRIFT_MONITOR_WINDOW_SECONDS": "1e-300"},
+     r"DRIFT_MONITOR_WINDOW_SECONDS must be from 1 to 31622400 seconds \(366 days\) \(1e-300\)"),
+    ({"DRIFT_MONITOR_WINDOW_SECONDS": "1e300"}, r"DRIFT_MONITOR_WINDOW_SECONDS must be from 1"),
     ({"DRIFT_MONITOR_GROUP": "g" * 300},
      r"DRIFT_MONITOR_STATE_TOPIC \(named after DRIFT_MONITOR_GROUP and .*\) is not a valid"),
 ])

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from monitor.errors import UsageError
 from monitor.service.kafka_config import KafkaConfig, readable_file
+from monitor.stream.config import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
 
 PREFIX = "DRIFT_MONITOR_"
 HIDDEN = ("kafka_sasl_password", "influx_token")  # shown as '***' in redacted()
@@ -144,10 +145,14 @@ class Settings:
         broker = text("BROKER", cls.broker)
         if "://" not in broker:
             broker = "kafka://" + broker
+        window = positive("WINDOW_SECONDS", cls.window_seconds)
+        if not MIN_WINDOW_SECONDS <= window <= MAX_WINDOW_SECONDS:
+            raise UsageError(f"{PREFIX}WINDOW_SECONDS must be from 1 to "
+                             f"{MAX_WINDOW_SECONDS:.0f} seconds (366 days) ({window:g})")
         settings = cls(
             broker=broker,
             profiles=text("PROFILES", cls.profiles),
-            window_seconds=positive("WINDOW_SECONDS", cls.window_seconds),
+            window_seconds=window,
             grace_seconds=grace,
             min_records=positive("MIN_RECORDS", cls.min_records, int),
             predictions_topic=text("PREDICTIONS_TOPIC", cls.predictions_topic),

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from monitor.drift.evaluate import Overrides
 from monitor.stream.alerts import AlertTracker
 
+MIN_WINDOW_SECONDS, MAX_WINDOW_SECONDS = 1.0, 366 * 86_400.0
+
 
 @dataclass
 class EngineConfig:
@@ -17,6 +19,10 @@ class EngineConfig:
     Traceback (most recent call last):
     ...
     ValueError: "window_seconds" must be > 0: -3
+    >>> EngineConfig(window_seconds=1e-300)
+    Traceback (most recent call last):
+    ...
+    ValueError: "window_seconds" must be from 1 s to 366 days: 1e-300
     """
 
     window_seconds: float = 60.0
@@ -45,6 +51,11 @@ class EngineConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f'"{name}" must be > 0: {value}')
+        if not MIN_WINDOW_SECONDS <= self.window_seconds <= MAX_WINDOW_SECONDS:
+            # Shorter: a window per record or less, and times / window overflow; longer: no
+            # window would close within any retention.
+            raise ValueError(f'"window_seconds" must be from 1 s to 366 days: '
+                             f'{self.window_seconds}')
         if not (math.isfinite(self.grace_seconds) and self.grace_seconds >= 0):
             raise ValueError(f'"grace_seconds" must be >= 0: {self.grace_seconds}')
         if self.min_records < 1:
