@@ -6,8 +6,10 @@ with their reasons and source coordinates), and an outbox of partials and waterm
 partials topic. A message above `max_message_bytes` is a dead letter without being parsed (its
 first `TOO_LARGE_KEPT_BYTES` go to the dead-letter topic, the whole of it stays at its source
 offset), and a batch is parsed in slices of at most `PARSE_SLICE_BYTES`, so the memory a batch
-takes while parsed is bounded whatever its messages hold. A watermark crossing a window boundary is urgent (a window may close); running
-counts ride along with the next checkpoint.
+takes while parsed is bounded whatever its messages hold. `prepare` parses a batch's first slice
+ahead (the runner calls it as soon as the fetch returns): the columns parsed ahead are those of
+one fetch at most, whose size the consumer's fetch limit bounds. A watermark crossing a window
+boundary is urgent (a window may close); running counts ride along with the next checkpoint.
 """
 
 from __future__ import annotations
