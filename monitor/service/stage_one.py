@@ -110,7 +110,7 @@ class FoldProcessor:
     # -- decisions ------------------------------------------------------------------------------
     def prepare(self, records: Sequence[Any]) -> Prepared:
         """What `process` does before it folds, which changes nothing here and may run ahead in
-        another thread (the runner's decoder) while the previous batch is folded: the records
+        another thread (the runner's `ahead`) while the previous batch is folded: the records
         after the checkpoint's offset, their messages, and the first slice parsed."""
         done = self.folder.offset
         source = records
