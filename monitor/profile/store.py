@@ -31,7 +31,9 @@ class ProfileStore:
         # replaced since are still evaluated against it (bounded: a few per model and version).
         self._by_id: dict[str, Profile] = {}
         self.errors: dict[Path, str] = {}
-        self._decoder: FastDecoder | None = None
+        # The decoder of the profiles in `_by_key`, with that dict: other threads ask for it
+        # while `refresh` runs, and one built from profiles replaced meanwhile is not used.
+        self._decoder: tuple[dict[tuple[str, str], Profile], FastDecoder] | None = None
         self.refresh()
 
     def refresh(self) -> list[Profile]:
@@ -69,8 +71,7 @@ class ProfileStore:
         by_key = {(p.model, p.version): p for _, p in sorted(self._by_file.items())}
         if by_key.keys() != self._by_key.keys() or any(
                 p is not self._by_key[k] for k, p in by_key.items()):
-            self._decoder = None
-        self._by_key = by_key
+            self._by_key = by_key  # a new dict: the decoder is built again for it
         for profile in changed:
             self._by_id[profile.profile_id] = profile
         self._forget_old()
@@ -89,10 +90,12 @@ class ProfileStore:
         return self._by_id.get(profile_id)
 
     def decoder(self) -> FastDecoder:
-        """The fast decoder of the current profiles' records (rebuilt when they change)."""
-        if self._decoder is None:
-            self._decoder = FastDecoder(schemas(self._by_key.values()))
-        return self._decoder
+        """The fast decoder of the current profiles' records (rebuilt when they change; any
+        thread may ask while another refreshes)."""
+        built, by_key = self._decoder, self._by_key
+        if built is None or built[0] is not by_key:
+            built = self._decoder = (by_key, FastDecoder(schemas(by_key.values())))
+        return built[1]
 
     def get(self, model: str, version: str) -> Profile | None:
         return self._by_key.get((model, version))

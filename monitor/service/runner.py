@@ -175,7 +175,11 @@ class StageRunner(Partitions):
         return jobs
 
     async def _fold(self, jobs: list[Job], fetch: int) -> None:
-        for job in jobs:
+        """Fold a fetch's batches in order, letting go of each (what it was prepared into)
+        once folded: the next fetch is prepared meanwhile, and only one fetch's worth is held."""
+        jobs.reverse()
+        while jobs:
+            job = jobs.pop()
             if job.last:
                 self.fetched -= Counter((job.partition,))  # (drops the partition at 0)
                 continue
@@ -185,7 +189,10 @@ class StageRunner(Partitions):
                     records = await asyncio.wrap_future(job.ahead)
                 except Exception:  # noqa: BLE001 - folding the batch itself raises it again
                     log.debug("%s: preparing a batch failed", self.name, exc_info=True)
-            await self._batch(job.partition, records, fetch)
+            partition = job.partition
+            del job
+            await self._batch(partition, records, fetch)
+            del records
         await self.commit()
 
     async def _batch(self, partition: int, records: Any, fetch: int) -> None:
