@@ -85,7 +85,8 @@ class Start:
 
     def marks(self) -> list[tuple[str, float]]:
         out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
+        *lines, _ = self.log_path.read_text(errors="replace").split("\n")  # whole lines only
+        for line in lines:
             if line.startswith("[startup] "):
                 _, t, what = line.split(" ", 2)
                 out.append((what, float(t) - self.spawned))
