@@ -259,7 +259,7 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
                 self.unloaded.pop(partition, None)  # revoked meanwhile
                 continue
             retry.append(tp)
-        if await self._try_load(retry, generation):
+        if retry and await self._try_load(retry, generation):
             self._succeeded()
 
     async def _bounds(self, tps: list[TopicPartition]
