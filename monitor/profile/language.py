@@ -24,10 +24,13 @@ def _identifier() -> Any:
         return _loaded[0]
 
 
-def warm_up() -> None:
+def warm_up() -> threading.Thread:
     """Load the model in the background (half a second, mostly decompression, which releases
-    the GIL): a replay reads its first records meanwhile."""
-    threading.Thread(target=_identifier, name="langid-load", daemon=True).start()
+    the GIL): a replay reads its first records meanwhile. The thread, to join when it must be
+    loaded."""
+    thread = threading.Thread(target=_identifier, name="langid-load", daemon=True)
+    thread.start()
+    return thread
 
 
 def detect(text: str) -> str:

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from monitor.service.slots import NewProcessor, SendDeadLetters, Slot
-from monitor.service.state_store import StateReadTimeout
+from monitor.service.state_store import Loaded, StateReadTimeout
 
 if TYPE_CHECKING:
     from monitor.service.backoff import Backoff
@@ -185,6 +185,7 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
             # Nothing is fetched for a partition before its checkpoint is loaded and the
             # position set from it: records fetched before would be read twice.
             consumer.pause(*assigned)
+        to_load = []
         for tp in sorted(assigned, key=lambda t: t.partition):
             parked = self._parked.pop(tp.partition, None)
             if parked is not None and parked[1] + 1 == generation:
@@ -196,56 +197,90 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
                     consumer.seek(tp, slot.processor.offset + 1)
                     consumer.resume(tp)
                 continue
-            await self._try_load(tp, generation)
+            to_load.append(tp)
+        await self._try_load(to_load, generation)
         self._parked.clear()
         self.joined = True
         log.info("%s: partitions assigned: %s (generation %d)", self.name,
                  sorted(tp.partition for tp in assigned), generation)
 
-    async def _try_load(self, tp: TopicPartition, generation: int) -> None:
-        """Load, or pause the partition and leave it to `_load_again` (a broker restarting)."""
+    async def _try_load(self, tps: list[TopicPartition], generation: int) -> bool:
+        """Load the checkpoints of `tps` at once (a worker given N partitions waits for about
+        one load, not N); a partition whose load fails is paused and left to `_load_again` (a
+        broker restarting). True when every one loaded."""
+        if not tps:
+            return True
         consumer = self.consumer
-        try:
-            await self._load(tp, generation)
-        except TRANSIENT as exc:
+        results = await asyncio.gather(*(self.store.load(tp.partition) for tp in tps),
+                                       return_exceptions=True)
+        loaded: dict[TopicPartition, Loaded | None] = {}
+        failed: list[tuple[TopicPartition, BaseException]] = []
+        error: BaseException | None = None
+        for tp, result in zip(tps, results, strict=True):
+            if isinstance(result, TRANSIENT):
+                failed.append((tp, result))
+            elif isinstance(result, BaseException):
+                error = error or result
+            else:
+                loaded[tp] = result
+        if loaded:
+            try:
+                # Asked once all are loaded: an end offset taken after a checkpoint was read
+                # is past every offset that checkpoint covers (unless the topic was truncated).
+                bounds = await self._bounds(list(loaded))
+            except TRANSIENT as exc:
+                failed += [(tp, exc) for tp in loaded]
+                loaded = {}
+        for tp, checkpoint in loaded.items():
+            self._install(tp, generation, checkpoint, *bounds[tp])
+            self.unloaded.pop(tp.partition, None)
+            if consumer is not None and tp in consumer.paused():
+                consumer.resume(tp)
+        for tp, _ in failed:
             self.unloaded[tp.partition] = generation
             if consumer is not None and tp in consumer.assignment():
                 consumer.pause(tp)
-            self._failed(exc, f"loading partition {tp.partition}")
-            return
-        self.unloaded.pop(tp.partition, None)
-        if consumer is not None and tp in consumer.paused():
-            consumer.resume(tp)
+        if failed:
+            self._failed(failed[0][1], "loading partition(s) "
+                         + ", ".join(str(tp.partition) for tp, _ in failed))
+        if error is not None:
+            raise error
+        return not failed
 
     async def _load_again(self) -> None:
         if not self.unloaded or not self.backoff.ready():
             return
         generation = self.generation()
+        retry = []
         for partition, loaded_in in list(self.unloaded.items()):
             tp = TopicPartition(self.topic, partition)
             consumer = self.consumer
             if consumer is None or tp not in consumer.assignment() or loaded_in != generation:
                 self.unloaded.pop(partition, None)  # revoked meanwhile
                 continue
-            await self._try_load(tp, generation)
-            if partition in self.unloaded:
-                return
+            retry.append(tp)
+        if retry and await self._try_load(retry, generation):
             self._succeeded()
 
-    async def _load(self, tp: TopicPartition, generation: int) -> None:
-        loaded = await self.store.load(tp.partition)
+    async def _bounds(self, tps: list[TopicPartition]
+                      ) -> dict[TopicPartition, tuple[int, int | None]]:
+        """Log start and end offsets of `tps`: one request each for all of them."""
         consumer = self.consumer
-        log_start = 0
-        if consumer is not None:
-            log_start = (await consumer.beginning_offsets([tp]))[tp]
-        if loaded is not None and consumer is not None:
-            end = (await consumer.end_offsets([tp]))[tp]
-            if loaded.offset >= end:
-                log.warning("%s: partition %d: the checkpoint covers offset %d but the "
-                            "partition ends at %d: the topic was recreated or truncated; "
-                            "starting from its beginning", self.name, tp.partition,
-                            loaded.offset, end)
-                loaded = None
+        if consumer is None:
+            return {tp: (0, None) for tp in tps}
+        begins, ends = await asyncio.gather(consumer.beginning_offsets(tps),
+                                            consumer.end_offsets(tps))
+        return {tp: (begins[tp], ends[tp]) for tp in tps}
+
+    def _install(self, tp: TopicPartition, generation: int, loaded: Loaded | None,
+                 log_start: int, end: int | None) -> None:
+        """The partition's processor from its checkpoint, and the consumer's position."""
+        consumer = self.consumer
+        if loaded is not None and end is not None and loaded.offset >= end:
+            log.warning("%s: partition %d: the checkpoint covers offset %d but the partition "
+                        "ends at %d: the topic was recreated or truncated; starting from its "
+                        "beginning", self.name, tp.partition, loaded.offset, end)
+            loaded = None
         processor = self.new_processor(tp.partition, loaded)
         slot = Slot(processor, generation, log_start=log_start)
         slot.valid_from = self._fetch + 1  # only fetches begun after the seek below are used

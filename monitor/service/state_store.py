@@ -12,7 +12,9 @@ leaves models newer than the header, and their records are skipped up to their o
 
 Loading reads back from the end to the newest header of the highest generation (a writer that
 lost the partition — a zombie — writes with an older generation), then the records from its
-`scan_from`. A header of another stream is ignored with a warning that names both.
+`scan_from`. A header of another stream is ignored with a warning that names both. The
+partitions a rebalance assigns are loaded at once, each by a reader of its own (a pool of at
+most LOAD_READERS consumers, made when first needed and kept).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import asyncio
 import json
 import logging
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +41,7 @@ FORMAT = 2
 COMPRESS_ABOVE = 16 * 1024
 REFRESH_PER_SAVE = 4  # unchanged models rewritten per save, oldest first
 FIRST_LOOK_BACK = 64
+LOAD_READERS = 4  # checkpoint loads at once, one reader each
 
 
 @dataclass(frozen=True)
@@ -117,19 +121,47 @@ def model_key(partition: int, key: ModelKey) -> bytes:
 class StateStore:
     """Saves and loads the checkpoints of one stage (one state topic)."""
 
-    def __init__(self, outlet: Outlet, reader: AIOKafkaConsumer, topic: str,
-                 binding: Binding, executor: Executor | None = None,
+    def __init__(self, outlet: Outlet, new_reader: Callable[[], Awaitable[AIOKafkaConsumer]],
+                 topic: str, binding: Binding, executor: Executor | None = None,
                  grow: Callable[[int], Awaitable[None]] | None = None) -> None:
         self.executor = executor  # where the records are encoded (None: asyncio's default)
         # Called before a partition is loaded: makes sure the state topic has that partition
         # (partitions added to the predictions topic while the worker runs).
         self.grow = grow
         self.outlet = outlet  # the producer (made again when it breaks)
-        self.reader = reader
+        # Makes a started consumer with no group, for loads: it reads known ranges of the state
+        # topic, so it should not wait at the broker for more (fetch_max_wait_ms: a fetch
+        # waiting there holds up the next request on its connection, a seek or an offsets one).
+        self.new_reader = new_reader
+        self.readers: list[AIOKafkaConsumer] = []  # every reader made (idle or loading)
+        self._idle: list[AIOKafkaConsumer] = []
+        self._loads = asyncio.Semaphore(LOAD_READERS)
         self.topic = topic
         self.binding = binding
         self.written: dict[int, dict[ModelKey, int]] = {}  # partition -> model -> state offset
-        self._read_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Make the first reader now (at start, alongside the other clients), not at the first
+        load."""
+        if not self.readers:
+            self._idle.append(await self._make_reader())
+
+    async def _make_reader(self) -> AIOKafkaConsumer:
+        reader = await self.new_reader()
+        self.readers.append(reader)
+        return reader
+
+    @asynccontextmanager
+    async def _reader(self) -> AsyncIterator[AIOKafkaConsumer]:
+        """An idle reader, or a new one (at most LOAD_READERS loads at once); paused when given
+        back, so that it fetches nothing while idle."""
+        async with self._loads:
+            reader = self._idle.pop() if self._idle else await self._make_reader()
+            try:
+                yield reader
+            finally:
+                reader.pause(*reader.assignment())
+                self._idle.append(reader)
 
     async def save(self, partition: int, offset: int, header: dict[str, Any],
                    models: dict[ModelKey, dict[str, Any] | None], generation: int,
@@ -172,14 +204,14 @@ class StateStore:
         tp = TopicPartition(self.topic, partition)
         if self.grow is not None:
             await self.grow(partition)
-        async with self._read_lock:
-            self.reader.assign([tp])
-            begin = (await self.reader.beginning_offsets([tp]))[tp]
-            end = (await self.reader.end_offsets([tp]))[tp]
+        async with self._reader() as reader:
+            reader.assign([tp])
+            begin = (await reader.beginning_offsets([tp]))[tp]
+            end = (await reader.end_offsets([tp]))[tp]
             if end <= begin:
                 return None
             deadline = asyncio.get_running_loop().time() + timeout_s
-            found = await self._newest_header(tp, begin, end, deadline)
+            found = await self._newest_header(reader, tp, begin, end, deadline)
             if found is None:
                 return None
             header_offset, header = found
@@ -193,7 +225,7 @@ class StateStore:
             loaded = Loaded(int(header["offset"]), header["state"],
                             generation=int(header["generation"]))
             written: dict[ModelKey, int] = {}
-            async for offset, key, value in self._records(tp, start, end, deadline):
+            async for offset, key, value in self._records(reader, tp, start, end, deadline):
                 if key[1] != "m":
                     continue
                 model = (str(key[2]), str(key[3]))
@@ -210,13 +242,13 @@ class StateStore:
             self.written[partition] = written
             return loaded
 
-    async def _newest_header(self, tp: TopicPartition, begin: int, end: int,
-                             deadline: float) -> tuple[int, dict[str, Any]] | None:
+    async def _newest_header(self, reader: AIOKafkaConsumer, tp: TopicPartition, begin: int,
+                             end: int, deadline: float) -> tuple[int, dict[str, Any]] | None:
         back = FIRST_LOOK_BACK
         while True:
             start = max(begin, end - back)
             best: tuple[int, dict[str, Any]] | None = None
-            async for offset, key, value in self._records(tp, start, end, deadline):
+            async for offset, key, value in self._records(reader, tp, start, end, deadline):
                 if key[1] == "h" and value is not None:
                     data = decode(value)
                     if best is None or data["generation"] >= best[1]["generation"]:
@@ -225,8 +257,9 @@ class StateStore:
                 return best
             back *= 4
 
-    async def _records(self, tp: TopicPartition, start: int, end: int, deadline: float):
-        reader = self.reader
+    @staticmethod
+    async def _records(reader: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int,
+                       deadline: float):
         reader.seek(tp, start)
         position = start
         while position < end:

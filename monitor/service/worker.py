@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +75,9 @@ PRODUCE_TIMEOUT_MS = 15_000
 TOPIC_POLL_SECONDS = 2.0  # how often a missing predictions topic is looked for
 TOPIC_LOG_SECONDS = 60.0  # and how often the wait is logged
 STREAM_CHECK_SECONDS = 10.0  # how often the predictions topic's id is compared with the start's
+# A checkpoint reader reads ranges it knows to exist: the broker need not wait for more (500 ms
+# by default), which would hold up its next request (a seek, the next partition's offsets).
+READER_FETCH_WAIT_MS = 10
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -114,6 +118,8 @@ class DriftWorker:
         self._last_records = 0
         self._ticks: dict[str, asyncio.Task[None]] = {}
         self._last_stream_check = time.monotonic()
+        self._growing = asyncio.Lock()
+        self.warming: list[threading.Thread] = []  # imports and loads in the background
         # Both stages' CPU work (folding, merging, encoding checkpoints) on one thread: the
         # GIL serialises it anyway, and one thread keeps the allocator's memory in one arena.
         self.cpu = ThreadPoolExecutor(1, thread_name_prefix="drift-cpu")
@@ -138,6 +144,7 @@ class DriftWorker:
 
     async def _run(self) -> None:
         s = self.settings
+        self._ticks["freeze"] = asyncio.create_task(self._freeze_start())
         log.info("HTTP: /healthz, /ready and /metrics on http://%s:%d", s.http_bind, s.http_port)
         topics = self.topics = await self._wait_for_topics()
         self.stream_id = topics.predictions.topic_id  # what the stages' offsets belong to
@@ -145,31 +152,39 @@ class DriftWorker:
             **s.kafka.aiokafka(), client_id=f"{s.group}-{self.name}-out", acks="all",
             enable_idempotence=True, linger_ms=5, max_request_size=MAX_STATE_BYTES,
             request_timeout_ms=PRODUCE_TIMEOUT_MS))
-        await outlet.start()
         publish = self.publish = Publisher(outlet, self.writer, s)
         partitions = topics.predictions.partitions
         one_binding = Binding(s.predictions_topic, topics.predictions.topic_id, s.group,
                               partitions)
         two_binding = Binding(s.topic("partials"), topics.partials.topic_id,
                               f"{s.group}.windows", topics.partials_partitions)
+        one_state = StateStore(outlet, lambda: self._reader("state"), s.topic("state"),
+                               one_binding, self.cpu, grow=self._grow_state)
+        two_state = StateStore(outlet, lambda: self._reader("windows"), s.topic("windows"),
+                               two_binding, self.cpu)
+        # The producer and each stage's first checkpoint reader connect at once.
+        await asyncio.gather(outlet.start(), one_state.open(), two_state.open())
         if read_raw(s.predictions_topic):
             log.info("stage one reads its fetches in place (uncompressed record batches)")
         self.one = StageRunner(
-            "stage one", s.predictions_topic, self._consumer(s.group),
-            StateStore(outlet, await self._reader("state"), s.topic("state"),
-                       one_binding, self.cpu, grow=self._grow_state),
+            "stage one", s.predictions_topic, self._consumer(s.group), one_state,
             self._new_fold, publish.partials, publish.dead_letters,  # type: ignore[arg-type]
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
             commit_interval=s.commit_interval_seconds, hold_after_gap=s.idle_seconds,
             executor=self.cpu, ahead=self.ahead, outlet=outlet)
         self.two = StageRunner(
-            "stage two", s.topic("partials"), self._consumer(f"{s.group}.windows"),
-            StateStore(outlet, await self._reader("windows"), s.topic("windows"),
-                       two_binding, self.cpu),
+            "stage two", s.topic("partials"), self._consumer(f"{s.group}.windows"), two_state,
             self._new_merge, publish.windows,  # type: ignore[arg-type]
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
             commit_interval=s.commit_interval_seconds, executor=self.cpu, outlet=outlet)
         await asyncio.gather(self.one.run(), self.two.run())
+
+    async def _freeze_start(self) -> None:
+        """Once the warm-ups are done: what the start made (imports, profiles, clients) is
+        moved out of the collector's sight for good (gc.freeze), as replay does."""
+        await asyncio.to_thread(lambda: [thread.join() for thread in self.warming])
+        gc.freeze()
+        log.debug("start-up objects frozen: %d", gc.get_freeze_count())
 
     async def _wait_for_topics(self) -> Topics:
         """Find the predictions topic (and create the internal ones); while it does not exist,
@@ -208,11 +223,12 @@ class DriftWorker:
         the worker runs needs its partition of the state topic, which `ensure_topics` adds (as
         at a restart); the producer then learns of it."""
         assert self.topics is not None
-        if partition < self.topics.predictions.partitions:
-            return
-        self.topics = await self._ensure_topics()
-        if self.outlet is not None:
-            await self.outlet.producer.client.force_metadata_update()
+        async with self._growing:  # partitions are loaded at once: one of them grows the topic
+            if partition < self.topics.predictions.partitions:
+                return
+            self.topics = await self._ensure_topics()
+            if self.outlet is not None:
+                await self.outlet.producer.client.force_metadata_update()
 
     def _consumer(self, group: str) -> dict[str, Any]:
         s = self.settings
@@ -225,11 +241,17 @@ class DriftWorker:
                 "fetch_max_bytes": 32 << 20}
 
     async def _reader(self, role: str) -> AIOKafkaConsumer:
+        """A checkpoint reader of the `role` state topic (`StateStore` makes them)."""
         reader = AIOKafkaConsumer(
             **self.settings.kafka.aiokafka(), group_id=None,
             client_id=f"{self.settings.group}-{self.name}-{role}", enable_auto_commit=False,
-            max_partition_fetch_bytes=MAX_STATE_BYTES, fetch_max_bytes=MAX_STATE_BYTES)
-        await reader.start()
+            max_partition_fetch_bytes=MAX_STATE_BYTES, fetch_max_bytes=MAX_STATE_BYTES,
+            fetch_max_wait_ms=READER_FETCH_WAIT_MS)
+        try:
+            await reader.start()
+        except BaseException:
+            await reader.stop()
+            raise
         return reader
 
     def _new_fold(self, partition: int, loaded: Loaded | None) -> FoldProcessor:
@@ -406,16 +428,17 @@ def run_worker(settings: Settings) -> int:
     # The probes' port, then the brokers: a wrong setting is one clear line now, not a hang later.
     settings = replace(settings, http_port=listen_port(settings.http_bind, settings.http_port))
     settings.kafka.check()
+    # A batch allocates hundreds of thousands of short-lived objects, and so do the imports of
+    # the start: collect less often (monitor.stream.replay does the same). What the start made
+    # is frozen once it is all in (`DriftWorker._freeze_start`): never walked again.
+    gc.set_threshold(max(gc.get_threshold()[0], GC_THRESHOLD), *gc.get_threshold()[1:])
     worker = DriftWorker(settings)
     log.info("%d profiles loaded from %s", len(worker.store), settings.profiles)
-    # What the first window's evaluation needs, before the first record rather than during it:
-    # scipy.stats (imported now, so that gc.freeze below covers it) and the language model.
-    scipy_stats.stats()
-    language.warm_up()
-    # A batch allocates hundreds of thousands of short-lived objects: collect less often, and
-    # never walk again what start-up made (monitor.stream.replay does the same).
-    gc.freeze()
-    gc.set_threshold(max(gc.get_threshold()[0], GC_THRESHOLD), *gc.get_threshold()[1:])
+    # What the first window's evaluation needs, before the first record rather than during it,
+    # in the background while Faust starts and Kafka connects: scipy.stats (most of a second of
+    # imports) and the language model. Started after DriftWorker(): Faust's registrations there
+    # look up the file of every module imported so far.
+    worker.warming = [scipy_stats.warm_up(), language.warm_up()]
     faust_worker = faust.Worker(worker.app, loglevel="INFO")
     code = 0
     try:
