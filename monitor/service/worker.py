@@ -40,6 +40,7 @@ from monitor.outputs.influx_sink import make_writer
 from monitor.outputs.line_protocol import service_point
 from monitor.profile import language
 from monitor.profile.store import ProfileStore
+from monitor.service import frame_reader
 from monitor.service.app import create_app
 from monitor.service.health import PROBE_SECONDS, BrokerProbe, kafka_connected, stage_reasons
 from monitor.service.http import add_endpoints, listen_port
@@ -144,6 +145,7 @@ class DriftWorker:
 
     async def _run(self) -> None:
         s = self.settings
+        frame_reader.install()  # before any Kafka client of the worker connects
         self._ticks["freeze"] = asyncio.create_task(self._freeze_start())
         log.info("HTTP: /healthz, /ready and /metrics on http://%s:%d", s.http_bind, s.http_port)
         topics = self.topics = await self._wait_for_topics()
