@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -55,6 +56,9 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
     _parked: dict[int, tuple[Slot, int]]
     _last_commit: float
     _fetch: int
+    # Asked before any partition assigned is taken: False (the input topic is not the one the
+    # checkpoints belong to any more) leaves them paused and unread.
+    verify_stream: Callable[[], Awaitable[bool]] | None
 
     async def _checkpoint(self, partition: int, slot: Slot) -> bool:
         raise NotImplementedError
@@ -185,6 +189,8 @@ class Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
             # Nothing is fetched for a partition before its checkpoint is loaded and the
             # position set from it: records fetched before would be read twice.
             consumer.pause(*assigned)
+        if assigned and self.verify_stream is not None and not await self.verify_stream():
+            return  # another topic under the same name: nothing of it is read (the worker stops)
         to_load = []
         for tp in sorted(assigned, key=lambda t: t.partition):
             parked = self._parked.pop(tp.partition, None)

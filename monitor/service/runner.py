@@ -109,6 +109,7 @@ class StageRunner(Partitions):
         self._fetch = 0  # number of the fetch (getmany) now under way
         self.stale_batches = 0  # batches fetched before a partition's seek, not used
         self.stopping = False
+        self.verify_stream = None
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> None:

@@ -174,6 +174,7 @@ class DriftWorker:
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
             commit_interval=s.commit_interval_seconds, hold_after_gap=s.idle_seconds,
             executor=self.cpu, ahead=self.ahead, outlet=outlet)
+        self.one.verify_stream = self._same_stream
         self.two = StageRunner(
             "stage two", s.topic("partials"), self._consumer(f"{s.group}.windows"), two_state,
             self._new_merge, publish.windows,  # type: ignore[arg-type]
@@ -307,26 +308,37 @@ class DriftWorker:
             self._ticks["stream"] = asyncio.create_task(self._check_stream())
 
     async def _check_stream(self) -> None:
-        """The predictions topic deleted and created again under the running worker (by hand,
-        or by a broker that creates topics a client asks for): the stages' offsets belong to the
-        old topic, so the new one's first records would be skipped as already read and its lag
-        would read 0. The worker stops with one line; started again, it finds the checkpoints
-        bound to the old topic id, ignores them and reads the new topic from its beginning."""
+        await self._same_stream(crash=self.app.crash)
+
+    async def _same_stream(self, crash: Any = None) -> bool:
+        """Whether the predictions topic is still the one the worker started on. Deleted and
+        created again under the running worker (by hand, or by a broker that creates topics a
+        client asks for), the stages' offsets and checkpoints belong to the old topic: the new
+        one's first records would be skipped as already read and its lag would read 0. Asked
+        every `STREAM_CHECK_SECONDS` and before stage one takes any partition assigned to it
+        (a topic recreated comes with a rebalance): the worker stops with one line; started
+        again, it finds the checkpoints bound to the old topic id, ignores them and reads the
+        new topic from its beginning. True when it cannot tell (a broker down)."""
         assert self.topics is not None
         s = self.settings
         admin = {**s.kafka.kafka_python(), "client_id": f"{s.group}-admin"}
         try:
             now = await asyncio.to_thread(describe_topic, admin, s.predictions_topic)
         except Exception:  # a broker down: the probe says so; look again later
-            return
+            return True
         before = self.stream_id
         if now is None or not now.topic_id or not before or now.topic_id == before:
-            return
+            return True
         log.error("error: the predictions topic %s was deleted and created again while the "
                   "worker ran (topic id %s, now %s): stopping; started again, the worker reads "
                   "the new topic from its beginning", s.predictions_topic, before, now.topic_id)
         self.failed = True
-        await self.app.crash(ServiceError(f"predictions topic {s.predictions_topic} recreated"))
+        error = ServiceError(f"predictions topic {s.predictions_topic} recreated")
+        if crash is not None:
+            await crash(error)
+        else:  # (in a rebalance listener: the crash must not wait for the rebalance to end)
+            self._ticks["crash"] = asyncio.create_task(self.app.crash(error))
+        return False
 
     async def _tick_stage(self, runner: StageRunner) -> None:
         try:
