@@ -120,6 +120,7 @@ class DriftWorker:
         self._ticks: dict[str, asyncio.Task[None]] = {}
         self._last_stream_check = time.monotonic()
         self._growing = asyncio.Lock()
+        self._crashing: asyncio.Task[None] | None = None  # a crash decided in a listener
         self.warming: list[threading.Thread] = []  # imports and loads in the background
         # Both stages' CPU work (folding, merging, encoding checkpoints) on one thread: the
         # GIL serialises it anyway, and one thread keeps the allocator's memory in one arena.
@@ -337,7 +338,7 @@ class DriftWorker:
         if crash is not None:
             await crash(error)
         else:  # (in a rebalance listener: the crash must not wait for the rebalance to end)
-            self._ticks["crash"] = asyncio.create_task(self.app.crash(error))
+            self._crashing = asyncio.create_task(self.app.crash(error))
         return False
 
     async def _tick_stage(self, runner: StageRunner) -> None:
