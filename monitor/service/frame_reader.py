@@ -32,7 +32,8 @@ class ChunkReader(asyncio.StreamReader):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._chunks: deque[bytes] = deque()
-        self._size = 0  # bytes in `_chunks`
+        self._head = 0  # bytes of `_chunks[0]` already taken
+        self._size = 0  # bytes in `_chunks` not yet taken
         self._wanted = 0  # bytes the pending `readexactly` needs
 
     def feed_data(self, data: bytes) -> None:
@@ -43,7 +44,7 @@ class ChunkReader(asyncio.StreamReader):
         self._size += len(data)
         self._wakeup_waiter()
         if (self._transport is not None and not self._paused
-                and self._size - self._wanted > 2 * self._limit):
+                and self._size + len(self._buffer) - self._wanted > 2 * self._limit):
             try:
                 self._transport.pause_reading()
             except NotImplementedError:
@@ -58,6 +59,11 @@ class ChunkReader(asyncio.StreamReader):
             raise self._exception
         if n == 0:
             return b""
+        if self._buffer:  # left by another read: it comes first
+            self._buffer.extend(self._take(self._size))
+            self._chunks.append(bytes(self._buffer))
+            self._size = len(self._buffer)
+            self._buffer.clear()
         self._wanted = n
         try:
             while self._size < n:
@@ -70,31 +76,44 @@ class ChunkReader(asyncio.StreamReader):
         return self._take(n)
 
     def _take(self, n: int) -> bytes:
-        """The first `n` bytes buffered (there are at least `n`)."""
+        """The first `n` bytes buffered (there are at least `n`), each byte copied once: a
+        chunk holding many small frames is not copied again after each (a slice of its rest
+        would be)."""
         parts = []
         need = n
         while need:
             chunk = self._chunks[0]
-            if len(chunk) <= need:
-                parts.append(self._chunks.popleft())
-                need -= len(chunk)
+            left = len(chunk) - self._head
+            if left <= need:
+                parts.append(memoryview(chunk)[self._head:] if self._head else chunk)
+                self._chunks.popleft()
+                self._head = 0
+                need -= left
             else:
-                parts.append(chunk[:need])
-                self._chunks[0] = chunk[need:]
+                parts.append(memoryview(chunk)[self._head:self._head + need])
+                self._head += need
                 need = 0
         self._size -= n
         self._maybe_resume_transport()
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        if len(parts) == 1:
+            return parts[0] if isinstance(parts[0], bytes) else bytes(parts[0])
+        return b"".join(parts)
 
     def _maybe_resume_transport(self) -> None:
         if self._paused and self._size - self._wanted <= self._limit:
             self._paused = False
             self._transport.resume_reading()  # type: ignore[union-attr]
 
-    # The other reads, which aiokafka does not use, read the chunks joined into the buffer.
+    # The other reads, which aiokafka does not use, read the chunks joined into the buffer,
+    # before they start and each time they have waited for data.
     def _joined(self) -> None:
         if self._chunks:
             self._buffer.extend(self._take(self._size))
+
+    async def _wait_for_data(self, func_name: str) -> None:
+        await super()._wait_for_data(func_name)
+        if func_name != "readexactly":
+            self._joined()
 
     def at_eof(self) -> bool:
         return self._eof and not self._chunks and not self._buffer
