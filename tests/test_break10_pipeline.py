@@ -18,11 +18,11 @@ from kafka import KafkaProducer
 from support.kafka import (
     BOOTSTRAP,
     Setup,
+    assert_dead_lettered,
     history,
-    read_topic,
     replayed,
+    stress_env,
     wait_for_reports,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -31,10 +31,7 @@ MAX_BYTES = 2000
 
 
 def env() -> dict[str, str]:
-    return {"DRIFT_MONITOR_WINDOW_SECONDS": "10", "DRIFT_MONITOR_IDLE_SECONDS": "3",
-            "DRIFT_MONITOR_CHECKPOINT_INTERVAL_SECONDS": "1",
-            "DRIFT_MONITOR_BATCH_SIZE": "7",
-            "DRIFT_MONITOR_MAX_MESSAGE_BYTES": str(MAX_BYTES)}
+    return stress_env(7, MAX_BYTES)
 
 
 def mixed(messages: list[bytes], seed: int) -> tuple[list[bytes | None], list[bytes], set[int]]:
@@ -106,10 +103,4 @@ def test_small_batches_rebalances_kills_and_stops_with_bad_messages_mixed_in(
     bad_coords = {(futures[i].get().partition, futures[i].get().offset) for i in bad}
     assert len(coords) == len(sent)
     assert wait_for_reports(setup, len(expected)) == expected
-
-    def letters() -> set[tuple[int, int]]:
-        return {(int(dict(m.headers)["source_partition"]), int(dict(m.headers)["source_offset"]))
-                for m in read_topic(setup.dlq)}
-
-    wait_until(lambda: letters() >= bad_coords, 30, "every bad message dead-lettered")
-    assert letters() == bad_coords
+    assert_dead_lettered(setup, bad_coords)

@@ -23,11 +23,11 @@ from kafka import KafkaProducer
 from support.kafka import (
     BOOTSTRAP,
     Setup,
+    assert_dead_lettered,
     history,
-    read_topic,
     replayed,
+    stress_env,
     wait_for_reports,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -37,10 +37,7 @@ PARTITIONS = 4
 
 
 def env() -> dict[str, str]:
-    return {"DRIFT_MONITOR_WINDOW_SECONDS": "10", "DRIFT_MONITOR_IDLE_SECONDS": "3",
-            "DRIFT_MONITOR_CHECKPOINT_INTERVAL_SECONDS": "1",
-            "DRIFT_MONITOR_BATCH_SIZE": "1",
-            "DRIFT_MONITOR_MAX_MESSAGE_BYTES": str(MAX_BYTES)}
+    return stress_env(1, MAX_BYTES)
 
 
 Sent = tuple[bytes | None, bytes | None, list[tuple[str, bytes]], int]  # key, value, headers, p
@@ -125,17 +122,6 @@ async def produce_mixed(topic: str, sent: list[Sent], seed: int,
     return coords, aborted
 
 
-def assert_dead_lettered(setup: Setup, want: set[tuple[int, int, bytes | None]]) -> None:
-    """The dead-letter topic holds exactly `want`: (source partition, source offset, key)."""
-
-    def letters() -> set[tuple[int, int, bytes | None]]:
-        return {(int(dict(m.headers)["source_partition"]), int(dict(m.headers)["source_offset"]),
-                 m.key) for m in read_topic(setup.dlq)}
-
-    wait_until(lambda: letters() >= want, 30, "every bad message dead-lettered")
-    assert letters() == want
-
-
 def test_mixed_producers_and_transactions_read_in_place_as_replay_reads_them(
         make_setup: Callable[..., Setup], make_profile: Callable[[str, Path], Path]) -> None:
     setup = make_setup(PARTITIONS)
@@ -149,7 +135,7 @@ def test_mixed_producers_and_transactions_read_in_place_as_replay_reads_them(
     assert aborted and aborted != set(range(len(sent)))
     assert wait_for_reports(setup, len(expected)) == expected
 
-    assert_dead_lettered(setup, {(*coords[i], sent[i][0]) for i in bad})
+    assert_dead_lettered(setup, {(*coords[i], sent[i][0]) for i in bad}, keys=True)
     assert "reads its fetches in place" in worker.log()
 
 
@@ -174,4 +160,4 @@ def test_mixed_producers_with_workers_killed_added_and_stopped_mid_stream(
     assert not events
     assert len(set(coords)) == len(sent)
     assert wait_for_reports(setup, len(expected)) == expected
-    assert_dead_lettered(setup, {(*coords[i], sent[i][0]) for i in bad})
+    assert_dead_lettered(setup, {(*coords[i], sent[i][0]) for i in bad}, keys=True)

@@ -20,11 +20,11 @@ from kafka import KafkaProducer
 from support.kafka import (
     BOOTSTRAP,
     Setup,
+    assert_dead_lettered,
     history,
-    read_topic,
     replayed,
+    stress_env,
     wait_for_reports,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -34,10 +34,7 @@ PARTITIONS = 4
 
 
 def env() -> dict[str, str]:
-    return {"DRIFT_MONITOR_WINDOW_SECONDS": "10", "DRIFT_MONITOR_IDLE_SECONDS": "3",
-            "DRIFT_MONITOR_CHECKPOINT_INTERVAL_SECONDS": "1",
-            "DRIFT_MONITOR_BATCH_SIZE": "7",
-            "DRIFT_MONITOR_MAX_MESSAGE_BYTES": str(MAX_BYTES)}
+    return stress_env(7, MAX_BYTES)
 
 
 def produce_with_bad(topic: str, messages: list[bytes], seed: int,
@@ -85,11 +82,6 @@ def produce_with_bad(topic: str, messages: list[bytes], seed: int,
     return good, bad
 
 
-def dead_letters(setup: Setup) -> set[tuple[int, int]]:
-    return {(int(dict(m.headers)["source_partition"]), int(dict(m.headers)["source_offset"]))
-            for m in read_topic(setup.dlq)}
-
-
 def test_a_backlog_in_batches_of_7_through_kills_adds_and_a_clean_stop(
         make_setup: Callable[..., Setup], make_profile: Callable[[str, Path], Path]) -> None:
     setup = make_setup(PARTITIONS)
@@ -118,5 +110,4 @@ def test_a_backlog_in_batches_of_7_through_kills_adds_and_a_clean_stop(
     assert "stopping the worker" not in workers[0].log()
     expected = replayed(setup.profiles, good, setup.env(**env()))
     assert wait_for_reports(setup, len(expected)) == expected
-    wait_until(lambda: dead_letters(setup) >= bad, 30, "every bad message dead-lettered")
-    assert dead_letters(setup) == bad
+    assert_dead_lettered(setup, bad)

@@ -183,6 +183,28 @@ def read_topic(topic: str, bootstrap: str = BOOTSTRAP) -> list[Any]:
         consumer.close()
 
 
+def assert_dead_lettered(setup: Setup, want: set[tuple[Any, ...]], *,
+                         keys: bool = False) -> None:
+    """The dead-letter topic comes to hold exactly `want`: (source partition, source offset),
+    and the message's key with `keys`."""
+
+    def letters() -> set[tuple[Any, ...]]:
+        return {(int(dict(m.headers)["source_partition"]), int(dict(m.headers)["source_offset"]),
+                 *((m.key,) if keys else ())) for m in read_topic(setup.dlq)}
+
+    wait_until(lambda: letters() >= want, 30, "every bad message dead-lettered")
+    assert letters() == want
+
+
+def stress_env(batch_size: int, max_message_bytes: int) -> dict[str, str]:
+    """A worker for the adversarial pipeline tests: windows of 10 s closing 3 s after a quiet
+    stream, a checkpoint every second, small batches and a small message limit."""
+    return {"DRIFT_MONITOR_WINDOW_SECONDS": "10", "DRIFT_MONITOR_IDLE_SECONDS": "3",
+            "DRIFT_MONITOR_CHECKPOINT_INTERVAL_SECONDS": "1",
+            "DRIFT_MONITOR_BATCH_SIZE": str(batch_size),
+            "DRIFT_MONITOR_MAX_MESSAGE_BYTES": str(max_message_bytes)}
+
+
 def alerts_in(topic: str) -> list[dict[str, Any]]:
     return [json.loads(m.value) for m in read_topic(topic)]
 
