@@ -120,7 +120,7 @@ class DriftWorker:
         self._ticks: dict[str, asyncio.Task[None]] = {}
         self._last_stream_check = time.monotonic()
         self._growing = asyncio.Lock()
-        self._crashing: asyncio.Task[None] | None = None  # a crash decided in a listener
+        self._crashing: asyncio.Task[None] | None = None  # the crash of a recreated topic
         self.warming: list[threading.Thread] = []  # imports and loads in the background
         # Both stages' CPU work (folding, merging, encoding checkpoints) on one thread: the
         # GIL serialises it anyway, and one thread keeps the allocator's memory in one arena.
@@ -306,12 +306,9 @@ class DriftWorker:
         if (self.topics is not None and now - self._last_stream_check >= STREAM_CHECK_SECONDS
                 and (task is None or task.done())):
             self._last_stream_check = now
-            self._ticks["stream"] = asyncio.create_task(self._check_stream())
+            self._ticks["stream"] = asyncio.create_task(self._same_stream())
 
-    async def _check_stream(self) -> None:
-        await self._same_stream(crash=self.app.crash)
-
-    async def _same_stream(self, crash: Any = None) -> bool:
+    async def _same_stream(self) -> bool:
         """Whether the predictions topic is still the one the worker started on. Deleted and
         created again under the running worker (by hand, or by a broker that creates topics a
         client asks for), the stages' offsets and checkpoints belong to the old topic: the new
@@ -334,11 +331,10 @@ class DriftWorker:
                   "worker ran (topic id %s, now %s): stopping; started again, the worker reads "
                   "the new topic from its beginning", s.predictions_topic, before, now.topic_id)
         self.failed = True
-        error = ServiceError(f"predictions topic {s.predictions_topic} recreated")
-        if crash is not None:
-            await crash(error)
-        else:  # (in a rebalance listener: the crash must not wait for the rebalance to end)
-            self._crashing = asyncio.create_task(self.app.crash(error))
+        # A task of its own: asked in a rebalance listener, the crash must not wait for the
+        # rebalance to end, and the shutdown it causes cancels the ticks.
+        self._crashing = asyncio.create_task(self.app.crash(
+            ServiceError(f"predictions topic {s.predictions_topic} recreated")))
         return False
 
     async def _tick_stage(self, runner: StageRunner) -> None:
