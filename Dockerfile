@@ -23,7 +23,10 @@ COPY monitor ./monitor
 # Window state lives in Kafka (the worker's compacted state topics), not on this disk; /app is
 # writable only for Faust's small data directory.
 COPY --from=native /wheels /wheels
+# The language model, uncompressed once here (README: DRIFT_MONITOR_CACHE_DIR), not at each start.
+ENV DRIFT_MONITOR_CACHE_DIR=/opt/drift-monitor-cache
 RUN pip install . /wheels/*.whl \
+    && python -c "from monitor.profile.language import warm_up; warm_up().join()" \
     && useradd --system --uid 10001 --home-dir /app drift \
     && mkdir -p /app/profiles \
     && chown drift /app
