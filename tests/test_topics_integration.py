@@ -13,6 +13,7 @@ import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 from support.kafka import BOOTSTRAP
 
+from monitor.errors import ServiceError
 from monitor.service.topics import Topics, described_soon, ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -69,6 +70,25 @@ def test_workers_starting_together_create_the_topics_once_and_agree_on_them(
         for topic in topics.values():
             info = described_soon(admin, topic, timeout=60)
             assert info is not None and info.partitions == 6, topic
+    finally:
+        existing = set(admin.list_topics())
+        admin.delete_topics([t for t in topics.values() if t in existing])
+        admin.close()
+
+
+def test_a_topic_the_broker_refuses_to_create_is_one_readable_error(services: None) -> None:
+    """The topics are created in one request; one refused there fails the start with its
+    name and the broker's reason (the others, created, are as good as before)."""
+    topics = names(uuid.uuid4().hex[:10])
+    refused = f"it-{uuid.uuid4().hex[:10]}-{'x' * 250}"  # longer than a topic name may be
+    admin = KafkaAdminClient(**ADMIN)
+    try:
+        admin.create_topics([NewTopic(topics["predictions"], 2, 1)])
+        assert described_soon(admin, topics["predictions"], timeout=60) is not None
+        with pytest.raises(ServiceError, match=f"cannot create topic {refused}"):
+            ensure_topics(ADMIN, topics["predictions"], state=[topics["state"], topics["windows"]],
+                          partials=topics["partials"], others=[refused])
+        assert described_soon(admin, topics["state"], timeout=60) is not None
     finally:
         existing = set(admin.list_topics())
         admin.delete_topics([t for t in topics.values() if t in existing])

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kafka import errors as kafka_errors
 from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -94,6 +95,21 @@ class Topics:
         return self.partials.partitions
 
 
+def _create(admin: KafkaAdminClient, topics: Sequence[NewTopic]) -> set[str]:
+    """Create `topics` in one request (one created meanwhile by another worker is as good);
+    their names."""
+    if not topics:
+        return set()
+    result = admin.create_topics(list(topics), raise_errors=False)
+    for entry in result["topics"]:
+        error = kafka_errors.for_code(entry["error_code"])
+        if error is kafka_errors.NoError:
+            log.info("created topic %s (%d partitions)", entry["name"], entry["num_partitions"])
+        elif error is not TopicAlreadyExistsError:
+            raise error(f"cannot create topic {entry['name']}: {entry.get('error_message')}")
+    return {t.name for t in topics}
+
+
 def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
                   state: Sequence[str], partials: str, others: Sequence[str] = ()) -> Topics:
     """Describe the predictions topic (TopicMissing when missing); create the compacted state
@@ -124,14 +140,7 @@ def ensure_topics(admin_config: dict[str, Any], predictions: str, *,
         wanted += [NewTopic(t, info.partitions, 1,
                             topic_configs={"max.message.bytes": str(MAX_STATE_BYTES)})
                    for t in others if t not in existing]
-        created = set()
-        for topic in wanted:
-            try:
-                admin.create_topics([topic])
-                log.info("created topic %s (%d partitions)", topic.name, info.partitions)
-            except TopicAlreadyExistsError:
-                pass
-            created.add(topic.name)
+        created = _create(admin, wanted)
         # Partitions added to the predictions topic: stage one's state topic grows with it
         # (partition p checkpoints to p). The partials topic keeps its count, so that every
         # model stays routed to the same stage-two partition, and so does its state topic.
