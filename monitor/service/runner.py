@@ -177,40 +177,63 @@ class StageRunner(Partitions):
 
     async def _fold(self, jobs: list[Job], fetch: int) -> None:
         """Fold a fetch's batches in order, letting go of each (what it was prepared into)
-        once folded: the next fetch is prepared meanwhile, and only one fetch's worth is held."""
-        jobs.reverse()
-        while jobs:
-            job = jobs.pop()
-            if job.last:
-                self.fetched -= Counter((job.partition,))  # (drops the partition at 0)
-                continue
-            records = job.batch
-            if job.ahead is not None:
-                try:
-                    records = await asyncio.wrap_future(job.ahead)
-                except Exception:  # noqa: BLE001 - folding the batch itself raises it again
-                    log.debug("%s: preparing a batch failed", self.name, exc_info=True)
-            partition = job.partition
-            del job
-            await self._batch(partition, records, fetch)
-            del records
+        once folded: the next fetch is prepared meanwhile, and only one fetch's worth is held.
+        What a batch asks of Kafka (dead letters, checkpoint, outbox) is done beside the
+        folding of the fetch's other partitions (a window closing on every partition at once
+        costs one round of writes, not one per partition); the fold ends when all is done."""
+        settling: list[asyncio.Task[None]] = []
+        try:
+            jobs.reverse()
+            while jobs:
+                job = jobs.pop()
+                if job.last:
+                    self.fetched -= Counter((job.partition,))  # (drops the partition at 0)
+                    continue
+                records = job.batch
+                if job.ahead is not None:
+                    try:
+                        records = await asyncio.wrap_future(job.ahead)
+                    except Exception:  # noqa: BLE001 - folding the batch itself raises it again
+                        log.debug("%s: preparing a batch failed", self.name, exc_info=True)
+                partition = job.partition
+                del job
+                slot = await self._batch(partition, records, fetch)
+                del records
+                if slot is not None:
+                    settling.append(asyncio.create_task(self._settle_later(partition, slot)))
+        finally:
+            # Awaited even when folding failed: no write is left running unwatched.
+            outcomes = await asyncio.gather(*settling, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         await self.commit()
 
-    async def _batch(self, partition: int, records: Any, fetch: int) -> None:
+    async def _batch(self, partition: int, records: Any, fetch: int) -> Slot | None:
+        """Fold one batch into its partition's processor; the slot when the batch left it
+        something to do with Kafka (`_settle_later`)."""
         slot = self.slots.get(partition)
         if slot is None:
-            return  # revoked while fetched (the new owner reads these), or not loaded yet
+            return None  # revoked while fetched (the new owner reads these), or not loaded yet
         async with slot.lock:
             if self.slots.get(partition) is not slot or self.stopping:
-                return  # revoked, or stopping: these records are read again after a restart
+                return None  # revoked, or stopping: read again after a restart
             if fetch < slot.valid_from:
                 # The partition was (re)assigned and seeked after this batch was fetched: the
                 # seek governs (later fetches read from there), this batch is not used.
                 self.stale_batches += 1
-                return
+                return None
             step = await self._cpu(slot.processor.process, records, time.time())
             slot.unsaved = True
-            await self._perform(partition, slot, step)
+            # The batch's dead letters are the slot's before anyone else may take the lock: a
+            # checkpoint covering the batch, whoever writes it, sends them first.
+            return slot if self._absorb(slot, step) else None
+
+    async def _settle_later(self, partition: int, slot: Slot) -> None:
+        async with slot.lock:
+            # Revoked or stopping meanwhile: the final checkpoint took what the slot held.
+            if self.slots.get(partition) is slot and not self.stopping:
+                await self._perform(partition, slot, Step())
 
     async def _cpu(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -229,11 +252,21 @@ class StageRunner(Partitions):
                 step = await self._cpu(slot.processor.tick, time.time(), caught_up)
                 await self._perform(partition, slot, step)
 
+    def _absorb(self, slot: Slot, step: Step) -> bool:
+        """Take what a batch or a tick asks for into its slot; whether `_settle` would now
+        write anything."""
+        slot.letters += step.dead_letters
+        slot.owed = slot.owed or step.urgent
+        return bool(slot.letters or slot.owed or slot.processor.has_outbox()
+                    or (slot.unsaved and self._checkpoint_due(slot)))
+
+    def _checkpoint_due(self, slot: Slot) -> bool:
+        return time.monotonic() - slot.last_checkpoint >= self.checkpoint_interval
+
     async def _perform(self, partition: int, slot: Slot, step: Step) -> None:
         """Dead letters, checkpoint, outbox, in this order; a Kafka failure keeps what is owed
         for the next try (after the backoff)."""
-        slot.letters += step.dead_letters
-        slot.owed = slot.owed or step.urgent
+        self._absorb(slot, step)
         if not self.backoff.ready():
             return
         producer = self.outlet.producer if self.outlet is not None else None
@@ -250,8 +283,7 @@ class StageRunner(Partitions):
         if slot.letters and self.send_dead_letters is not None:
             await self.send_dead_letters(slot.letters)
         slot.letters = []
-        due = time.monotonic() - slot.last_checkpoint >= self.checkpoint_interval
-        if slot.owed or (slot.unsaved and due):
+        if slot.owed or (slot.unsaved and self._checkpoint_due(slot)):
             if not await self._checkpoint(partition, slot):
                 return
         # Whatever is in the outbox now is in a checkpoint: a restart would send it again.

@@ -152,9 +152,12 @@ class DriftWorker:
         log.info("HTTP: /healthz, /ready and /metrics on http://%s:%d", s.http_bind, s.http_port)
         topics = self.topics = await self._wait_for_topics()
         self.stream_id = topics.predictions.topic_id  # what the stages' offsets belong to
+        # No linger: every write the stages make is awaited (a checkpoint's models, then its
+        # header, then the outbox), so 5 ms of linger cost 15 ms per window closed on each
+        # partition, with its fold stalled; writes made while one is in flight still batch.
         outlet = self.outlet = Outlet(lambda: AIOKafkaProducer(
             **s.kafka.aiokafka(), client_id=f"{s.group}-{self.name}-out", acks="all",
-            enable_idempotence=True, linger_ms=5, max_request_size=MAX_STATE_BYTES,
+            enable_idempotence=True, linger_ms=0, max_request_size=MAX_STATE_BYTES,
             request_timeout_ms=PRODUCE_TIMEOUT_MS))
         publish = self.publish = Publisher(outlet, self.writer, s)
         partitions = topics.predictions.partitions
