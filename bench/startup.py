@@ -47,6 +47,7 @@ from pipeline_kit import (
     encoded_records,
     pid_cpu_seconds,
     produce,
+    produce_closers,
     save_profiles,
     say,
 )
@@ -220,6 +221,9 @@ def main() -> int:
         t0 = (int(time.time() / 60) - 240) * 60.0  # every fill stays in the past
         fills = 0
         fill(run, model, args.n, t0)
+        # The stream goes on, as in bench/pipeline.py: the next window's first records close
+        # the last filled window on event time.
+        produce_closers(run.predictions, [model], t0 + 600.0, {model: list(range(PARTITIONS))})
         base_env = run.env(STARTUP_PARTITIONS=str(PARTITIONS),
                            DRIFT_MONITOR_WINDOW_SECONDS="60", DRIFT_MONITOR_GRACE_SECONDS="0")
         for mode in args.mode.split(","):
