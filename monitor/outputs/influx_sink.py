@@ -4,17 +4,16 @@
 the worker calls it from a thread and keeps the points in its checkpointed outbox until it
 returns, so a window's points are written at least once whatever happens to the worker or the
 store (a point rewritten with the same series and time overwrites itself).
-
-influxdb-client takes a quarter of a second to import: the client is made at the first write
-(in the writer's thread), and `warm_up()` imports it in the background meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
+
+from influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS, WritePrecision
 
 from monitor.errors import ServiceError
 
@@ -51,53 +50,27 @@ class InfluxWriter:
         self.url = url
         self.bucket = bucket
         self.org = org or "-"
+        # The client logs every failed attempt itself; the worker logs them, rate-limited.
+        logging.getLogger("influxdb_client.client.write_api").setLevel(logging.CRITICAL)
         # ca_file: the CA that signed an https store's certificate (a private CA); the
         # certificate is always verified.
-        self._client_options = {"url": url, "token": token or "-", "org": self.org,
-                                "timeout": timeout_ms, "ssl_ca_cert": ca_file}
-        self._client: Any = None
-        self._api: Any = None
-        self._lock = threading.Lock()
+        self.client = InfluxDBClient(url=url, token=token or "-", org=self.org,
+                                     timeout=timeout_ms, ssl_ca_cert=ca_file)
+        self.api = self.client.write_api(write_options=SYNCHRONOUS)
         log.info("metrics go to %s (bucket %s)", url, bucket)
-
-    def _write_api(self) -> tuple[Any, Any]:
-        with self._lock:
-            if self._api is None:
-                from influxdb_client import InfluxDBClient
-                from influxdb_client.client.write_api import SYNCHRONOUS, WritePrecision
-
-                # The client logs every failed attempt itself; the worker logs them,
-                # rate-limited.
-                logging.getLogger("influxdb_client.client.write_api").setLevel(logging.CRITICAL)
-                self._client = InfluxDBClient(**self._client_options)
-                self._api = self._client.write_api(write_options=SYNCHRONOUS)
-                self._precision = WritePrecision.NS
-            return self._api, self._precision
 
     def write(self, lines: Sequence[str]) -> None:
         try:
-            api, precision = self._write_api()
             for start in range(0, len(lines), CHUNK_LINES):
-                api.write(bucket=self.bucket, org=self.org,
-                          record=list(lines[start:start + CHUNK_LINES]),
-                          write_precision=precision)
+                self.api.write(bucket=self.bucket, org=self.org,
+                               record=list(lines[start:start + CHUNK_LINES]),
+                               write_precision=WritePrecision.NS)
         except Exception as exc:  # urllib3 and HTTP errors alike: the store did not take them
             raise StoreError(f"metrics store {self.url} did not take {len(lines)} points: "
                              f"{_short(exc)}") from None
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-
-
-def warm_up() -> threading.Thread:
-    """Import influxdb-client in a background thread (the first write then finds it loaded);
-    the thread, to join when it must be in."""
-    thread = threading.Thread(target=lambda: __import__("influxdb_client.client.write_api"),
-                              name="influx-import", daemon=True)
-    thread.start()
-    return thread
+        self.client.close()
 
 
 def make_writer(url: str | None, *, token: str = "", org: str = "", bucket: str = "drift",

@@ -36,7 +36,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from monitor.drift import scipy_stats
 from monitor.errors import MonitorError, ServiceError
-from monitor.outputs import influx_sink
 from monitor.outputs.influx_sink import make_writer
 from monitor.outputs.line_protocol import service_point
 from monitor.profile import language
@@ -451,11 +450,9 @@ def run_worker(settings: Settings) -> int:
     log.info("%d profiles loaded from %s", len(worker.store), settings.profiles)
     # What the first window's evaluation needs, before the first record rather than during it,
     # in the background while Faust starts and Kafka connects: scipy.stats (most of a second of
-    # imports), the language model and the metrics store's client. Started after DriftWorker():
-    # Faust's registrations there look up the file of every module imported so far.
+    # imports) and the language model. Started after DriftWorker(): Faust's registrations there
+    # look up the file of every module imported so far.
     worker.warming = [scipy_stats.warm_up(), language.warm_up()]
-    if settings.influx_url:
-        worker.warming.append(influx_sink.warm_up())
     faust_worker = faust.Worker(worker.app, loglevel="INFO")
     code = 0
     try:
