@@ -29,6 +29,11 @@ def _identifier() -> Any:
         return _loaded[0]
 
 
+def load() -> None:
+    """Load the model now, if not yet loaded (the worker does it before it starts)."""
+    _identifier()
+
+
 def warm_up() -> threading.Thread:
     """Load the model in the background (a few hundredths of a second from the cache; half a
     second of decompression, which releases the GIL, when the cache is made): a replay reads its

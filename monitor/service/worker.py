@@ -24,7 +24,6 @@ import logging
 import os
 import socket
 import sys
-import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -121,7 +120,6 @@ class DriftWorker:
         self._last_stream_check = time.monotonic()
         self._growing = asyncio.Lock()
         self._crashing: asyncio.Task[None] | None = None  # the crash of a recreated topic
-        self.warming: list[threading.Thread] = []  # imports and loads in the background
         # Both stages' CPU work (folding, merging, encoding checkpoints) on one thread: the
         # GIL serialises it anyway, and one thread keeps the allocator's memory in one arena.
         self.cpu = ThreadPoolExecutor(1, thread_name_prefix="drift-cpu")
@@ -147,7 +145,6 @@ class DriftWorker:
     async def _run(self) -> None:
         s = self.settings
         frame_reader.install()  # before any Kafka client of the worker connects
-        self._ticks["freeze"] = asyncio.create_task(self._freeze_start())
         log.info("HTTP: /healthz, /ready and /metrics on http://%s:%d", s.http_bind, s.http_port)
         topics = self.topics = await self._wait_for_topics()
         self.stream_id = topics.predictions.topic_id  # what the stages' offsets belong to
@@ -185,13 +182,6 @@ class DriftWorker:
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
             commit_interval=s.commit_interval_seconds, executor=self.cpu, outlet=outlet)
         await asyncio.gather(self.one.run(), self.two.run())
-
-    async def _freeze_start(self) -> None:
-        """Once the warm-ups are done: what the start made (imports, profiles, clients) is
-        moved out of the collector's sight for good (gc.freeze), as replay does."""
-        await asyncio.to_thread(lambda: [thread.join() for thread in self.warming])
-        gc.freeze()
-        log.debug("start-up objects frozen: %d", gc.get_freeze_count())
 
     async def _wait_for_topics(self) -> Topics:
         """Find the predictions topic (and create the internal ones); while it does not exist,
@@ -444,15 +434,19 @@ def run_worker(settings: Settings) -> int:
     settings.kafka.check()
     # A batch allocates hundreds of thousands of short-lived objects, and so do the imports of
     # the start: collect less often (monitor.stream.replay does the same). What the start made
-    # is frozen once it is all in (`DriftWorker._freeze_start`): never walked again.
+    # is frozen once it is all in: never walked again.
     gc.set_threshold(max(gc.get_threshold()[0], GC_THRESHOLD), *gc.get_threshold()[1:])
     worker = DriftWorker(settings)
     log.info("%d profiles loaded from %s", len(worker.store), settings.profiles)
-    # What the first window's evaluation needs, before the first record rather than during it,
-    # in the background while Faust starts and Kafka connects: scipy.stats (most of a second of
-    # imports) and the language model. Started after DriftWorker(): Faust's registrations there
-    # look up the file of every module imported so far.
-    worker.warming = [scipy_stats.warm_up(), language.warm_up()]
+    # What the first window's evaluation needs, loaded before Faust starts: scipy.stats (most
+    # of a second of imports) and the language model. Loaded in threads beside the first
+    # fetches instead, they held the event loop up at each of its socket reads (a thread
+    # importing holds the GIL) and cost the first windows more than they take here (README,
+    # Measured). After DriftWorker(): Faust's registrations there look up the file of every
+    # module imported so far.
+    scipy_stats.stats()
+    language.load()
+    gc.freeze()
     faust_worker = faust.Worker(worker.app, loglevel="INFO")
     code = 0
     try:
