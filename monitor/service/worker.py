@@ -120,9 +120,13 @@ class DriftWorker:
         self._last_stream_check = time.monotonic()
         self._growing = asyncio.Lock()
         self._crashing: asyncio.Task[None] | None = None  # the crash of a recreated topic
-        # Both stages' CPU work (folding, merging, encoding checkpoints) on one thread: the
-        # GIL serialises it anyway, and one thread keeps the allocator's memory in one arena.
+        # Stage one's CPU work (folding, encoding its checkpoints) on one thread, stage two's
+        # (merging, evaluating windows) on another: evaluating a window does not hold up the
+        # folding of the next records (the GIL is free most of the time: numpy, the decoder
+        # and the sockets let go of it). One thread per stage keeps the allocator's memory in
+        # few arenas (a pool of threads makes one each).
         self.cpu = ThreadPoolExecutor(1, thread_name_prefix="drift-cpu")
+        self.cpu_two = ThreadPoolExecutor(1, thread_name_prefix="drift-merge")
         # Stage one parses the next fetch on a thread of its own while the CPU thread folds
         # the previous one (the compiled decoder lets the other threads run meanwhile).
         self.ahead = ThreadPoolExecutor(1, thread_name_prefix="drift-parse")
@@ -164,7 +168,7 @@ class DriftWorker:
         one_state = StateStore(outlet, lambda: self._reader("state"), s.topic("state"),
                                one_binding, self.cpu, grow=self._grow_state)
         two_state = StateStore(outlet, lambda: self._reader("windows"), s.topic("windows"),
-                               two_binding, self.cpu)
+                               two_binding, self.cpu_two)
         # The producer and each stage's first checkpoint reader connect at once.
         await asyncio.gather(outlet.start(), one_state.open(), two_state.open())
         if read_raw(s.predictions_topic):
@@ -180,7 +184,7 @@ class DriftWorker:
             "stage two", s.topic("partials"), self._consumer(f"{s.group}.windows"), two_state,
             self._new_merge, publish.windows,  # type: ignore[arg-type]
             batch_size=s.batch_size, checkpoint_interval=s.checkpoint_interval_seconds,
-            commit_interval=s.commit_interval_seconds, executor=self.cpu, outlet=outlet)
+            commit_interval=s.commit_interval_seconds, executor=self.cpu_two, outlet=outlet)
         await asyncio.gather(self.one.run(), self.two.run())
 
     async def _wait_for_topics(self) -> Topics:
@@ -417,6 +421,7 @@ class DriftWorker:
         if self.outlet is not None:
             await self.outlet.stop()
         self.cpu.shutdown(wait=False)
+        self.cpu_two.shutdown(wait=False)
         self.ahead.shutdown(wait=False, cancel_futures=True)
         log.info("shutting down: %s", self.stats())
 
