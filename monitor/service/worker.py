@@ -39,7 +39,7 @@ from monitor.outputs.influx_sink import make_writer
 from monitor.outputs.line_protocol import service_point
 from monitor.profile import language
 from monitor.profile.store import ProfileStore
-from monitor.service import frame_reader
+from monitor.service import allocator, frame_reader
 from monitor.service.app import create_app
 from monitor.service.health import PROBE_SECONDS, BrokerProbe, kafka_connected, stage_reasons
 from monitor.service.http import add_endpoints, listen_port
@@ -441,6 +441,9 @@ def run_worker(settings: Settings) -> int:
     # the start: collect less often (monitor.stream.replay does the same). What the start made
     # is frozen once it is all in: never walked again.
     gc.set_threshold(max(gc.get_threshold()[0], GC_THRESHOLD), *gc.get_threshold()[1:])
+    # Fetch responses of up to 32 MB, and the records copied out of them, from the heap rather
+    # than from fresh mappings the kernel zeroes page by page (monitor/service/allocator.py).
+    allocator.keep_large_buffers()
     worker = DriftWorker(settings)
     log.info("%d profiles loaded from %s", len(worker.store), settings.profiles)
     # What the first window's evaluation needs, loaded before Faust starts: scipy.stats (most
