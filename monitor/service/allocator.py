@@ -5,7 +5,7 @@ copied out of them (aiokafka reads them from the response). By default glibc ser
 allocation above 128 kB with a fresh `mmap` (the threshold grows with what is freed, to 32 MB at
 most) and gives memory freed at the top of its heap back to the system above 128 kB: each of
 those buffers was memory the kernel faulted in and zeroed page by page, several times what the
-copy itself costs (`bench/allocator.py`). With a 64 MB threshold and up to 256 MB kept, the
+copy itself costs (`bench/allocator.py`). With a 64 MB threshold and up to 128 MB kept, the
 buffers come from the heap again.
 
 `keep_large_buffers()` says whether it could (it does nothing where the C library is not glibc).
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 M_TRIM_THRESHOLD = -1  # glibc's <malloc.h>
 M_MMAP_THRESHOLD = -3
 MMAP_ABOVE = 64 << 20  # allocations at least this large get an mmap of their own
-RELEASE_ABOVE = 256 << 20  # free memory at the top of the heap above this goes back
+RELEASE_ABOVE = 128 << 20  # free memory at the top of the heap above this goes back
 
 
 def keep_large_buffers() -> bool:
