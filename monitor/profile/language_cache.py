@@ -3,7 +3,8 @@ decompression costs about half a second of CPU at every start of a worker or a r
 arrays are 68 MB once decompressed); reading them back from the cache costs a few hundredths.
 
 The cache file is named after the model file it was made from (its path, size and time), so a
-new py3langid makes a new one. It is written once, atomically (a temporary file renamed), by
+new py3langid makes a new one. It is written once, atomically (a temporary file renamed, readable
+by every user: the Docker image makes it as root for a worker that runs as another), by
 whichever process needs it first; one that cannot be read (cut short, corrupted: the zip format
 checks each array's CRC) is made again, and one that cannot be written (a read-only home) only
 costs the decompression. Where: `DRIFT_MONITOR_CACHE_DIR`, else `$XDG_CACHE_HOME/drift-monitor`,
@@ -88,6 +89,9 @@ def _write(path: Path, arrays: tuple[Any, ...]) -> None:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem, suffix=".tmp",
                                          delete=False) as tmp:
             try:
+                # Readable by all, as a plain open() makes it (mkstemp's is 0600): the Docker
+                # image makes the cache as root and its worker reads it as another user.
+                os.fchmod(tmp.fileno(), 0o644)
                 np.savez(tmp, **columns)
                 tmp.flush()
                 os.fsync(tmp.fileno())

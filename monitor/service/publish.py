@@ -114,8 +114,12 @@ class Publisher:
             await asyncio.to_thread(self.writer.write, lines)
         except StoreError as exc:
             self.counters["metric_write_failures"] += 1
-            wait = self.store.failed()
             self.store_error = str(exc)
+            if not self.store.ready():
+                # Stage two's partitions write at once: a store that is down fails them
+                # together, one failed attempt (the first to fail set the wait).
+                return False
+            wait = self.store.failed()
             if self.store.worth_saying():
                 log.warning("%s; %d points wait in the outbox (at most %d), %d failed writes "
                             "so far, next try in %.0f s", exc, waiting,

@@ -273,7 +273,10 @@ class StageRunner(Partitions):
         try:
             await asyncio.wait_for(self._settle(partition, slot), SETTLE_SECONDS)
         except TRANSIENT as exc:
-            self._failed(exc, f"partition {partition}")
+            # The fetch's partitions settle at once, so a broker that fails fails them together:
+            # one failed attempt (the first to fail sets the wait), not one doubling each.
+            if self.backoff.ready():
+                self._failed(exc, f"partition {partition}")
             if isinstance(exc, BROKEN) and self.outlet is not None:
                 await self.outlet.renew(producer, exc)  # type: ignore[arg-type]
             return
