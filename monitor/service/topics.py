@@ -100,11 +100,13 @@ def _create(admin: KafkaAdminClient, topics: Sequence[NewTopic]) -> set[str]:
     their names."""
     if not topics:
         return set()
+    asked = {t.name: t for t in topics}
     result = admin.create_topics(list(topics), raise_errors=False)
     for entry in result["topics"]:
         error = kafka_errors.for_code(entry["error_code"])
         if error is kafka_errors.NoError:
-            log.info("created topic %s (%d partitions)", entry["name"], entry["num_partitions"])
+            log.info("created topic %s (%d partitions)", entry["name"],
+                     asked[entry["name"]].num_partitions)
         elif error is not TopicAlreadyExistsError:
             raise error(f"cannot create topic {entry['name']}: {entry.get('error_message')}")
     return {t.name for t in topics}
