@@ -7,7 +7,6 @@ replay's, and every bad message must be dead-lettered with its source coordinate
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -22,15 +21,11 @@ from support.kafka import (
     alerts_in,
     assert_dead_lettered,
     history,
+    replayed_with_alerts,
     stress_env,
     wait_for_reports,
     wait_until,
 )
-
-from monitor.ingest.records import parse_messages
-from monitor.profile.store import ProfileStore
-from monitor.stream.alerts import Alert
-from monitor.stream.engine import Engine, EngineConfig, Evaluated
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -40,24 +35,6 @@ MAX_BYTES = 1500
 
 def env() -> dict[str, str]:
     return stress_env(3, MAX_BYTES)
-
-
-def replay(profiles: Path, messages: list[bytes], env: dict[str, str]) -> tuple[
-        list[dict], set[tuple[str, str, str]]]:
-    engine = Engine(ProfileStore(profiles), EngineConfig(
-        window_seconds=float(env["DRIFT_MONITOR_WINDOW_SECONDS"]),
-        grace_seconds=float(env["DRIFT_MONITOR_GRACE_SECONDS"]),
-        min_records=int(env["DRIFT_MONITOR_MIN_RECORDS"])))
-    out = []
-    for i in range(0, len(messages), 1000):
-        out += engine.ingest(parse_messages(messages[i:i + 1000]))
-    out += engine.flush()
-    reports = [json.loads(json.dumps(e.report.to_dict(), allow_nan=False, default=str))
-               for e in out if isinstance(e, Evaluated)]
-    alerts = {(a.alert_id, a.status, a.severity) for e in out if isinstance(e, Evaluated)
-              for a in e.alerts} | {(a.alert_id, a.status, a.severity) for a in out
-                                   if isinstance(a, Alert)}
-    return sorted(reports, key=lambda r: (r["model"], r["version"], r["window_start"])), alerts
 
 
 def produce(topic: str, messages: list[bytes], seed: int,
@@ -127,7 +104,7 @@ def test_kills_while_every_partition_settles_lose_and_double_nothing(
     assert not events and bad
     (code, took), = stops
     assert code == 0 and took < 15, f"SIGTERM: exit {code} after {took:.1f} s"
-    expected, expected_alerts = replay(setup.profiles, good, setup.env(**env()))
+    expected, expected_alerts = replayed_with_alerts(setup.profiles, good, setup.env(**env()))
     assert wait_for_reports(setup, len(expected)) == expected
     assert_dead_lettered(setup, bad)
 
@@ -159,7 +136,7 @@ def test_kills_landing_inside_a_bursts_settles(
         16: lambda: workers.append(setup.worker("w4", **env()))}
     good, bad = produce(setup.predictions, messages, seed + 1, events, soon)
     assert not events and not soon and bad
-    expected, expected_alerts = replay(setup.profiles, good, setup.env(**env()))
+    expected, expected_alerts = replayed_with_alerts(setup.profiles, good, setup.env(**env()))
     assert wait_for_reports(setup, len(expected)) == expected
     assert_dead_lettered(setup, bad)
     assert expected_alerts

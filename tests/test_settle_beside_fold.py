@@ -5,13 +5,15 @@ ends only when all of it is done."""
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
-from monitor.service.runner import StageRunner
+from monitor.service.runner import KAFKA_BACKOFF_SECONDS, StageRunner
 from monitor.service.slots import Slot, Step
 
 PARTITIONS = 3
@@ -118,3 +120,30 @@ def test_a_fetchs_fold_ends_when_its_deliveries_do_and_raises_what_they_raise() 
             assert sorted(finished) == [0, 2]
 
     asyncio.run(fold())
+
+
+def test_a_round_of_writes_failing_on_every_partition_is_one_failed_attempt() -> None:
+    """The partitions of a fetch write at once, so a broker that is down fails them together:
+    one failed attempt, whose first wait comes next, not one doubling per partition (12 went
+    straight to the 10 s ceiling, so a blip of a broker cost every partition 10 s)."""
+    processors = {p: Processor(p) for p in range(12)}
+    attempts: list[int] = []
+
+    async def deliver(processor: Processor) -> None:
+        attempts.append(processor.partition)
+        await asyncio.sleep(0.01)  # the broker takes a moment to fail them
+        raise KafkaTimeoutError("the broker is down")
+
+    async def fold() -> float:
+        with ThreadPoolExecutor(1) as cpu:
+            runner = runner_with(processors, deliver, cpu)
+            began = time.monotonic()
+            await runner._fold(runner._prepare({TopicPartition("t", p): list(range(10))
+                                                for p in processors}), 1)
+            assert all(p.outbox for p in processors.values()), "what failed is still owed"
+            return runner.backoff.retry_at - began
+
+    retry_after = asyncio.run(fold())
+    assert sorted(attempts) == list(processors)  # all went at once
+    first = KAFKA_BACKOFF_SECONDS[0]
+    assert retry_after <= first + 0.5, f"next try in {retry_after:.1f} s, not {first} s"

@@ -31,6 +31,7 @@ from monitor.ingest.records import parse_messages
 from monitor.profile.build import BuildOptions, build_profile
 from monitor.profile.store import ProfileStore
 from monitor.service.state_store import decode, header_key
+from monitor.stream.alerts import Alert
 from monitor.stream.config import EngineConfig
 from monitor.stream.engine import Engine, Evaluated
 
@@ -98,6 +99,12 @@ def history(model: str, windows: int, per_window: int, *, seed: int,
 
 def replayed(profiles: Path, messages: list[bytes], env: dict[str, str]) -> list[dict[str, Any]]:
     """`replay` of the same records with the workers' settings, as the reports topic has them."""
+    return replayed_with_alerts(profiles, messages, env)[0]
+
+
+def replayed_with_alerts(profiles: Path, messages: list[bytes], env: dict[str, str]
+                         ) -> tuple[list[dict[str, Any]], set[tuple[str, str, str]]]:
+    """`replayed`, and the (alert id, status, severity) of every alert the replay sent."""
     engine = Engine(ProfileStore(profiles), EngineConfig(
         window_seconds=float(env["DRIFT_MONITOR_WINDOW_SECONDS"]),
         grace_seconds=float(env["DRIFT_MONITOR_GRACE_SECONDS"]),
@@ -108,7 +115,11 @@ def replayed(profiles: Path, messages: list[bytes], env: dict[str, str]) -> list
     out += engine.flush()
     reports = [json.loads(json.dumps(e.report.to_dict(), allow_nan=False, default=str))
                for e in out if isinstance(e, Evaluated)]
-    return sorted(reports, key=lambda r: (r["model"], r["version"], r["window_start"]))
+    alerts = {(a.alert_id, a.status, a.severity) for e in out if isinstance(e, Evaluated)
+              for a in e.alerts} | {(a.alert_id, a.status, a.severity) for a in out
+                                   if isinstance(a, Alert)}
+    return (sorted(reports, key=lambda r: (r["model"], r["version"], r["window_start"])),
+            alerts)
 
 
 def produce(topic: str, values: list[bytes], *, key: bytes | None, partition: int = 0,
