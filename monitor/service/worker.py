@@ -78,6 +78,8 @@ STREAM_CHECK_SECONDS = 10.0  # how often the predictions topic's id is compared 
 # A checkpoint reader reads ranges it knows to exist: the broker need not wait for more (500 ms
 # by default), which would hold up its next request (a seek, the next partition's offsets).
 READER_FETCH_WAIT_MS = 10
+# The stages' consumers: how long a fetch waits at the broker for records not there yet.
+FETCH_WAIT_MS = 100
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -237,6 +239,10 @@ class DriftWorker:
                 "client_id": f"{group}-{self.name}", "enable_auto_commit": False,
                 "auto_offset_reset": "earliest", "session_timeout_ms": 10_000,
                 "heartbeat_interval_ms": 3_000, "max_partition_fetch_bytes": 8 << 20,
+                # aiokafka has one fetch per broker in flight: while it waits at the broker for
+                # partitions that are caught up, a partition whose records were still being
+                # folded when it went out is not asked for (aiokafka: up to 500 ms).
+                "fetch_max_wait_ms": FETCH_WAIT_MS,
                 # New partitions of a topic are noticed within 30 s (aiokafka: 5 minutes).
                 "metadata_max_age_ms": 30_000,
                 "fetch_max_bytes": 32 << 20}
