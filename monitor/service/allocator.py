@@ -26,11 +26,12 @@ RELEASE_ABOVE = 128 << 20  # free memory at the top of the heap above this goes 
 
 def keep_large_buffers() -> bool:
     try:
-        mallopt = ctypes.CDLL(None).mallopt
-        gnu = ctypes.CDLL(None).gnu_get_libc_version  # glibc only (musl has a mallopt too)
-    except (OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+    except OSError:
         return False
-    del gnu
+    if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
+        return False  # not glibc (musl has a mallopt too, with other numbers)
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE)) and bool(
         mallopt(M_TRIM_THRESHOLD, RELEASE_ABOVE))
