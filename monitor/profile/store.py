@@ -104,6 +104,10 @@ class ProfileStore:
         """(model, version) of every current profile."""
         return list(self._by_key)
 
+    def has_text(self) -> bool:
+        """Whether a current profile has a text feature (what the language model is for)."""
+        return any(f.kind is Kind.TEXT for p in self._by_key.values() for f in p.features.values())
+
     def __call__(self, model: str, version: str) -> Profile | None:
         return self.get(model, version)
 

@@ -453,13 +453,15 @@ def run_worker(settings: Settings) -> int:
     worker = DriftWorker(settings)
     log.info("%d profiles loaded from %s", len(worker.store), settings.profiles)
     # What the first window's evaluation needs, loaded before Faust starts: scipy.stats (most
-    # of a second of imports) and the language model. Loaded in threads beside the first
+    # of a second of imports) and, for text features, the language model (a profile with text
+    # loaded later loads it at its first window). Loaded in threads beside the first
     # fetches instead, they held the event loop up at each of its socket reads (a thread
     # importing holds the GIL) and cost the first windows more than they take here (README,
     # Measured). After DriftWorker(): Faust's registrations there look up the file of every
     # module imported so far.
     scipy_stats.stats()
-    language.load()
+    if worker.store.has_text():
+        language.load()
     gc.freeze()
     faust_worker = faust.Worker(worker.app, loglevel="INFO")
     code = 0

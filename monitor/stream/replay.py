@@ -14,7 +14,6 @@ from monitor.errors import InputError, UsageError
 from monitor.ingest.prefetch import ahead
 from monitor.ingest.readers import check_readable, data_suffix, jsonl_batches
 from monitor.ingest.records import parse_messages
-from monitor.ingest.schema import Kind
 from monitor.outputs.render import jsonable
 from monitor.profile.language import warm_up
 from monitor.profile.store import ProfileStore
@@ -53,7 +52,7 @@ def open_engine(logs: str | Path, profiles: str | Path, *, window_seconds: float
         raise UsageError(f"no loadable profile in {profiles}"
                          + (f": {next(iter(store.errors.values()))}" if store.errors else ""))
     scipy_stats.warm_up()  # the first window's evaluation needs it: imported while reading
-    if any(f.kind is Kind.TEXT for key in store.keys() for f in store.get(*key).features.values()):
+    if store.has_text():
         warm_up()
     try:
         config = EngineConfig(window_seconds=window_seconds, grace_seconds=grace_seconds,
