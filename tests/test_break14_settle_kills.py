@@ -107,14 +107,9 @@ def test_kills_while_every_partition_settles_lose_and_double_nothing(
     expected, expected_alerts = replayed_with_alerts(setup.profiles, good, setup.env(**env()))
     assert wait_for_reports(setup, len(expected)) == expected
     assert_dead_lettered(setup, bad)
-
-    def alerts() -> set[tuple[str, str, str]]:
-        return {(a["alert_id"], a["status"], a["severity"]) for a in alerts_in(setup.alerts)
-                if a["model"] == setup.model}
-
     assert expected_alerts
-    wait_until(lambda: alerts() >= expected_alerts, 30, "every alert of replay")
-    assert alerts() == expected_alerts
+    wait_until(lambda: alerts_of(setup) >= expected_alerts, 30, "every alert of replay")
+    assert alerts_of(setup) == expected_alerts
 
 
 @pytest.mark.parametrize("seed", [1410])
